@@ -1,0 +1,178 @@
+"""A base for workloads whose splits fit in host memory as dicts of numpy arrays.
+
+A subclass states its data (``load_split``), its model (``init_model_fn``/``model_fn``),
+its loss, and what one eval batch contributes (``eval_batch_outputs``); this class does
+the batching, shuffling, device placement, padded evaluation and bookkeeping once.
+
+Batches are global: the leading dimension is the global batch size, split over the
+trial's devices with ``jax_sharding_utils.get_batch_dim_sharding()``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from algoperf import jax_sharding_utils, param_utils, spec
+
+Split = dict[str, np.ndarray]
+
+
+def _num_examples(split: Split) -> int:
+    return len(next(iter(split.values())))
+
+
+def _seed_from_rng(rng: spec.RandomState) -> int:
+    """A numpy seed from a JAX key (or an int)."""
+    if isinstance(rng, int | np.integer):
+        return int(rng)
+    data = np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
+    return int(np.uint32(data.ravel()[-1]))
+
+
+def pad_batch(batch: Split, size: int) -> Split:
+    """Pad every array to ``size`` rows with zeros; 'weights' marks the real rows."""
+    n = _num_examples(batch)
+    weights = batch.get("weights", np.ones(n, np.float32))
+    out = {k: v for k, v in batch.items() if k != "weights"}
+    if n < size:
+        out = {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
+        weights = np.concatenate([weights, np.zeros(size - n, np.float32)])
+    out["weights"] = weights.astype(np.float32)
+    return out
+
+
+def shuffled_batches(split: Split, batch_size: int, seed: int, repeat: bool = True) -> Iterator[Split]:
+    """Batches of ``batch_size`` rows, reshuffled every epoch; the ragged tail is dropped."""
+    rng = np.random.default_rng(seed)
+    n = _num_examples(split)
+    if batch_size > n:
+        raise ValueError(f"batch size {batch_size} is larger than the training set ({n} examples)")
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = np.sort(order[start : start + batch_size])
+            yield {k: v[idx] for k, v in split.items()}
+        if not repeat:
+            return
+
+
+def ordered_batches(split: Split, batch_size: int, num_examples: int | None = None) -> Iterator[Split]:
+    """The first ``num_examples`` rows in order, the last batch padded with weight 0."""
+    n = min(_num_examples(split), num_examples or _num_examples(split))
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield pad_batch({k: v[start:stop] for k, v in split.items()}, batch_size)
+
+
+class ArrayWorkload(spec.Workload):
+    """Workload over in-memory arrays. Subclasses define the abstract members below."""
+
+    # Which split plays 'eval_train': a fixed subset of the training set.
+    _splits: dict[str, Split]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._splits = {}
+
+    # --- what a subclass states ------------------------------------------------
+    def load_split(self, split: str, data_dir: str | None) -> Split:
+        """Arrays of 'train', 'validation' or 'test'; keys at least 'inputs', 'targets'."""
+        raise NotImplementedError
+
+    def eval_batch_outputs(
+        self, params: spec.ParameterContainer, model_state: Any, batch: dict[str, jax.Array]
+    ) -> dict[str, jax.Array]:
+        """Jittable: what one padded eval batch contributes.
+
+        The default reduction (``reduce_eval_outputs``) sums each key over batches and
+        divides by the summed 'num_valid': return sums over real examples, e.g.
+        {'loss': summed loss, 'accuracy': number correct, 'num_valid': sum of weights}.
+        """
+        raise NotImplementedError
+
+    def reduce_eval_outputs(self, outputs: list[dict[str, np.ndarray]]) -> dict[str, float]:
+        """Metrics of a split from its batches' outputs (override for corpus metrics)."""
+        totals = {k: float(np.sum([np.sum(o[k]) for o in outputs])) for k in outputs[0]}
+        num_valid = totals.pop("num_valid")
+        return {k: v / num_valid for k, v in totals.items()}
+
+    # --- data ------------------------------------------------------------------
+    def split_arrays(self, split: str, data_dir: str | None = None) -> Split:
+        """The (cached) arrays of ``split``; 'eval_train' is a prefix of 'train'."""
+        key = "train" if split == "eval_train" else split
+        if key not in self._splits:
+            self._splits[key] = self.load_split(key, data_dir)
+        return self._splits[key]
+
+    def _build_input_queue(
+        self,
+        data_rng: spec.RandomState,
+        split: str,
+        data_dir: str | None,
+        global_batch_size: int,
+        cache: bool | None = None,
+        repeat_final_dataset: bool | None = None,
+        num_batches: int | None = None,
+    ) -> Iterator[dict[str, jax.Array]]:
+        arrays = self.split_arrays(split, data_dir)
+        if split == "train":
+            batches = shuffled_batches(arrays, global_batch_size, _seed_from_rng(data_rng))
+        else:
+            limit = self.num_eval_train_examples if split == "eval_train" else None
+            batches = ordered_batches(arrays, global_batch_size, limit)
+        sharding = jax_sharding_utils.get_batch_dim_sharding()
+        for i, batch in enumerate(batches):
+            if num_batches is not None and i >= num_batches:
+                return
+            yield jax.device_put(batch, sharding)
+
+    @property
+    def num_train_examples(self) -> int:
+        return _num_examples(self.split_arrays("train"))
+
+    @property
+    def num_validation_examples(self) -> int:
+        return _num_examples(self.split_arrays("validation"))
+
+    @property
+    def num_test_examples(self) -> int | None:
+        return _num_examples(self.split_arrays("test"))
+
+    # --- model bookkeeping --------------------------------------------------------
+    def _record_params(self, params: spec.ParameterContainer) -> None:
+        """Set param shapes and types; call from ``init_model_fn``."""
+        self._param_shapes = param_utils.param_shapes(params)
+        self._param_types = param_utils.param_types(params)
+
+    # --- evaluation --------------------------------------------------------------
+    @functools.cached_property
+    def _jitted_eval_batch(self):
+        return jax.jit(self.eval_batch_outputs)
+
+    def _eval_model_on_split(
+        self,
+        split: str,
+        num_examples: int,
+        global_batch_size: int,
+        params: spec.ParameterContainer,
+        model_state: Any,
+        rng: spec.RandomState,
+        data_dir: str | None,
+        global_step: int = 0,
+    ) -> dict[str, float]:
+        del rng, global_step
+        arrays = self.split_arrays(split, data_dir)
+        sharding = jax_sharding_utils.get_batch_dim_sharding()
+        # Dispatch every batch first, then fetch: the device never waits on the host.
+        pending = [
+            self._jitted_eval_batch(params, model_state, jax.device_put(batch, sharding))
+            for batch in ordered_batches(arrays, global_batch_size, num_examples)
+        ]
+        outputs = [jax.tree.map(np.asarray, out) for out in jax.device_get(pending)]
+        return self.reduce_eval_outputs(outputs)

@@ -1,0 +1,53 @@
+"""Sharding helpers with the names AlgoPerf v0.6 JAX submissions import.
+
+One mesh axis, ``batch``, over all devices the trial owns: parameters and optimizer
+state are replicated, batches are split along their leading dimension.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+@functools.cache
+def _mesh(devices: tuple[Any, ...]) -> Mesh:
+    return Mesh(devices, (BATCH_AXIS,))
+
+
+def get_mesh() -> Mesh:
+    """The one-axis mesh over ``jax.devices()``."""
+    return _mesh(tuple(jax.devices()))
+
+
+def get_replicate_sharding() -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(get_mesh(), PartitionSpec())
+
+
+def get_batch_dim_sharding() -> NamedSharding:
+    """The leading (batch) dimension is split over the devices."""
+    return NamedSharding(get_mesh(), PartitionSpec(BATCH_AXIS))
+
+
+def shard_along_batch_dim(tree: Any) -> Any:
+    """Place every array of ``tree`` split along its leading dimension."""
+    sharding = get_batch_dim_sharding()
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def replicate(tree: Any) -> Any:
+    """Place every array of ``tree`` on all devices."""
+    sharding = get_replicate_sharding()
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def display_shard_info(x: jax.Array) -> None:
+    """Print where each shard of ``x`` lives."""
+    for shard in x.addressable_shards:
+        print(f"shard.device: {shard.device}, index: {shard.index}, replica_id: {shard.replica_id}")

@@ -1,0 +1,292 @@
+"""Read log trees into :class:`TrialLog` records, the only input of the scoring maths.
+
+Layouts understood (``DIR`` is what ``--logs`` names):
+
+* AlgoPerf's published logs, one ruleset folder:
+  ``DIR/<submission>/study_<k>/<workload>_<jax|pytorch>/trial_<n>/eval_measurements.csv``;
+* our experiment directories (one study each, read as study 0):
+  ``DIR/<experiment>/<workload>_jax/trial_<n>/eval_measurements.csv``;
+* either of those for a single submission: ``DIR`` itself holds the ``study_<k>`` or the
+  ``<workload>_<framework>`` folders (the submission is then named after ``DIR``).
+
+Files other than ``eval_measurements.csv`` and hidden folders are ignored; any other
+folder where one of the above is expected is an error naming its path. A trial folder
+without ``eval_measurements.csv`` (a run that died before its first eval) becomes a trial
+with no evals, which never reaches a target, and a warning.
+
+Another source (MLflow, later) only has to produce the same records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from algoperf.scoring.errors import ScoringError
+
+MEASUREMENTS_FILE = "eval_measurements.csv"
+TIME_COLUMN = "accumulated_submission_time"
+_STUDY = re.compile(r"study_(\d+)")
+_TRIAL = re.compile(r"trial_(\d+)")
+_WORKLOAD = re.compile(r"(.+)_(jax|pytorch)")
+
+
+@dataclass(frozen=True)
+class TrialLog:
+    """The evals of one trial: what scoring needs, whatever the source.
+
+    ``times[i]`` is the accumulated_submission_time (seconds) of eval ``i`` and
+    ``metrics["validation/<metric>"][i]`` its validation metric values (NaN where absent).
+    ``workload`` has no framework suffix. ``ruleset`` is "external" or "self".
+    """
+
+    submission: str
+    study: int
+    workload: str
+    trial: int
+    times: np.ndarray
+    metrics: Mapping[str, np.ndarray]
+    framework: str = ""
+    ruleset: str = "external"
+    source: str = ""
+    steps: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class _TrialFile:
+    submission: str
+    study: int
+    workload: str
+    framework: str
+    trial: int
+    path: Path  # the trial folder
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except NotADirectoryError:
+        raise ScoringError(f"not a folder: {path}") from None
+    except OSError as exc:
+        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return [
+        Path(e.path)
+        for e in entries
+        if e.is_dir() and not e.name.startswith((".", "__"))
+    ]
+
+
+def _kind(path: Path) -> str:
+    """'studies', 'workloads', 'trials', 'other' or 'empty', from the child folders."""
+    names = [p.name for p in _subdirs(path)]
+    if not names:
+        return "empty"
+    for kind, pattern in (("studies", _STUDY), ("workloads", _WORKLOAD), ("trials", _TRIAL)):
+        if any(pattern.fullmatch(n) for n in names):
+            odd = [n for n in names if not pattern.fullmatch(n)]
+            if odd:
+                raise ScoringError(
+                    f"unexpected folder {path / odd[0]}: next to {kind[:-1]} folders, "
+                    f"{path} may hold only "
+                    + {
+                        "studies": "study_<k> folders",
+                        "workloads": "<workload>_jax or <workload>_pytorch folders",
+                        "trials": "trial_<n> folders",
+                    }[kind]
+                )
+            return kind
+    return "other"
+
+
+def _trials_of_workload(submission: str, study: int, path: Path) -> list[_TrialFile]:
+    name, framework = _WORKLOAD.fullmatch(path.name).groups()  # type: ignore[union-attr]
+    kind = _kind(path)
+    if kind != "trials":
+        raise ScoringError(
+            f"unexpected layout at {path}: a workload folder must hold trial_<n> folders"
+            + (" (it is empty)" if kind == "empty" else "")
+        )
+    return [
+        _TrialFile(submission, study, name, framework, int(_TRIAL.fullmatch(t.name)[1]), t)
+        for t in _subdirs(path)
+    ]
+
+
+def _trials_of_submission(submission: str, path: Path, kind: str) -> list[_TrialFile]:
+    found: list[_TrialFile] = []
+    if kind == "workloads":
+        for w in _subdirs(path):
+            found += _trials_of_workload(submission, 0, w)
+        return found
+    for s in _subdirs(path):
+        study = int(_STUDY.fullmatch(s.name)[1])  # type: ignore[index]
+        if _kind(s) != "workloads":
+            raise ScoringError(
+                f"unexpected layout at {s}: a study folder must hold "
+                "<workload>_jax or <workload>_pytorch folders"
+            )
+        for w in _subdirs(s):
+            found += _trials_of_workload(submission, study, w)
+    return found
+
+
+def discover(root: str | Path) -> list[_TrialFile]:
+    """Every trial folder under ``root``, with its submission, study and workload."""
+    root = Path(root)
+    if not root.exists():
+        raise ScoringError(f"logs folder not found: {root}")
+    if not root.is_dir():
+        raise ScoringError(f"--logs wants a folder, got a file: {root}")
+    kind = _kind(root)
+    if kind in ("studies", "workloads"):
+        return _trials_of_submission(root.resolve().name, root, kind)
+    if kind == "trials":
+        raise ScoringError(
+            f"{root} is a workload folder (it holds trial_<n> folders): pass the folder that "
+            "holds one folder per submission"
+        )
+    if kind == "empty":
+        raise ScoringError(f"no submissions found in {root} (it holds no folders)")
+    found: list[_TrialFile] = []
+    for sub in _subdirs(root):
+        sub_kind = _kind(sub)
+        if sub_kind not in ("studies", "workloads"):
+            raise ScoringError(
+                f"unexpected layout at {sub}: a submission folder must hold study_<k> "
+                "folders or <workload>_jax|_pytorch folders (expected "
+                "<submission>/study_<k>/<workload>_<framework>/trial_<n>/eval_measurements.csv)"
+            )
+        found += _trials_of_submission(sub.name, sub, sub_kind)
+    if not found:
+        raise ScoringError(f"no trial folders found under {root}")
+    return found
+
+
+def _floats(values: list[str]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=float)
+    except ValueError:
+        out = np.empty(len(values))
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v)
+            except ValueError:
+                out[i] = np.nan
+        return out
+
+
+def read_measurements(path: str | Path) -> dict[str, np.ndarray]:
+    """The numeric columns of one eval_measurements.csv that scoring uses.
+
+    Keeps accumulated_submission_time (falling back to AlgoPerf's equal ``score``
+    column), global_step and every ``validation/*`` column. Empty cells are NaN; a
+    truncated last row (a run killed while writing) is dropped.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if '"' in text:
+        rows = list(csv.reader(io.StringIO(text)))
+    else:
+        rows = [line.split(",") for line in text.splitlines() if line]
+    if not rows:
+        return {TIME_COLUMN: np.empty(0)}
+    header, body = rows[0], rows[1:]
+    if body and len(body[-1]) != len(header):
+        body = body[:-1]
+    bad = next((i for i, r in enumerate(body) if len(r) != len(header)), None)
+    if bad is not None:
+        raise ScoringError(
+            f"{path}: row {bad + 2} has {len(body[bad])} fields, the header {len(header)}"
+        )
+    time_name = TIME_COLUMN if TIME_COLUMN in header else "score" if "score" in header else None
+    if time_name is None:
+        raise ScoringError(f"{path}: no {TIME_COLUMN} column")
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(header):
+        if name == time_name or name == "global_step" or name.startswith("validation/"):
+            out[TIME_COLUMN if name == time_name else name] = _floats([r[i] for r in body])
+    return out
+
+
+def _to_record(item: _TrialFile, ruleset: str) -> tuple[TrialLog, str | None]:
+    csv_path = item.path / MEASUREMENTS_FILE
+    warning = None
+    if csv_path.is_file():
+        cols = read_measurements(csv_path)
+    else:
+        cols = {TIME_COLUMN: np.empty(0)}
+        warning = f"no {MEASUREMENTS_FILE} in {item.path}: trial counted as never reaching the target"
+    times = cols.pop(TIME_COLUMN)
+    steps = cols.pop("global_step", None)
+    record = TrialLog(
+        submission=item.submission,
+        study=item.study,
+        workload=item.workload,
+        trial=item.trial,
+        times=times,
+        metrics=cols,
+        framework=item.framework,
+        ruleset=ruleset,
+        source=str(csv_path),
+        steps=steps,
+    )
+    return record, warning
+
+
+def read_logs(
+    root: str | Path,
+    ruleset: str = "external",
+    *,
+    max_workers: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[TrialLog]:
+    """All trials of a log tree as records, read with a thread pool (I/O bound)."""
+    items = discover(root)
+    seen: dict[tuple[str, int, str, int], _TrialFile] = {}
+    for it in items:
+        key = (it.submission, it.study, it.workload, it.trial)
+        if key in seen:
+            raise ScoringError(
+                f"{it.path} and {seen[key].path} are the same trial of {it.submission} "
+                "(one workload logged under two frameworks)"
+            )
+        seen[key] = it
+    workers = max_workers or min(16, (os.cpu_count() or 2) * 2)
+    if len(items) < 8:
+        results = [_to_record(it, ruleset) for it in items]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda it: _to_record(it, ruleset), items))
+    records = []
+    for record, warning in results:
+        if warning and warn is not None:
+            warn(warning)
+        records.append(record)
+    return records
+
+
+def infer_ruleset(root: str | Path) -> str | None:
+    """'self' or 'external' when the folder's name (or its parent's) says so, else None."""
+    for part in reversed(Path(root).resolve().parts[-2:]):
+        low = part.lower().replace("-", "_")
+        if "self_tuning" in low or low in ("self", "selftuning"):
+            return "self"
+        if "external_tuning" in low or low in ("external", "externaltuning"):
+            return "external"
+    return None
+
+
+def submissions_of(records: Iterable[TrialLog]) -> list[str]:
+    """Submission names in first-seen order."""
+    return list(dict.fromkeys(r.submission for r in records))

@@ -1,0 +1,366 @@
+"""Run one trial: a submission trains a workload under AlgoPerf's timing rules.
+
+The rules, as implemented here (the clock lives in ``algoperf.clock``):
+
+* Model and optimizer initialisation are not timed (as in AlgoPerf). From then on the
+  submission is charged for data_selection, update_params, prepare_for_eval, compilation
+  and the runner's own per-step work.
+* An eval is due after step 1, whenever ``eval_period_time_sec`` of submission time has
+  passed since the last one, and when training ends (TrainingCompleteError or
+  --max-steps). Before a due eval the device is drained and the clock read exactly; if
+  the budget (``max_allowed_runtime_sec`` x budget factor) is spent, the trial stops with
+  no further eval. Eval and logging time are measured and not charged.
+* Each eval covers the eval-train subset, validation and test. The trial stops when the
+  validation and test targets are both reached, the budget is spent, the submission
+  raises TrainingCompleteError, --max-steps is hit, or the model diverges (a non-finite
+  loss or parameter at an eval: a result, status 'diverged', not a crash).
+* Time to result = accumulated submission time at the first eval that reaches the
+  validation target.
+
+Nothing forces a device sync per step: the host clock is read each step without
+waiting (``TrialClock.peek``) only to notice that an eval or the budget may be due.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from algoperf import hardware, registry, spec
+from algoperf.clock import TrialClock
+from algoperf.submission import Submission, load_submission
+from algoperf.trial_log import TrialLog, trial_dir
+from algoperf.tuning import make_hyperparameters
+
+# Trial outcomes.
+REACHED = "reached_target"
+MISSED = "missed"
+DIVERGED = "diverged"
+FAILED = "failed"
+
+
+@dataclass
+class TrialConfig:
+    """Everything that defines one trial."""
+
+    workload: str
+    submission: str | Path
+    hyperparameters: dict[str, Any] | None = None
+    seed: int = 0
+    experiment_dir: str | Path = "experiments"
+    experiment_name: str = "default"
+    trial_index: int = 1
+    study_index: int | None = None
+    max_steps: int | None = None
+    data_dir: str | None = None
+    budget_factor: float = 1.0
+    workload_kwargs: dict[str, Any] = field(default_factory=dict)
+    ruleset: str = "external"
+
+    @property
+    def path(self) -> Path:
+        return trial_dir(self.experiment_dir, self.experiment_name, self.workload, self.trial_index, self.study_index)
+
+
+@dataclass
+class TrialResult:
+    """How a trial ended. ``time_to_result`` is None unless the validation target was reached."""
+
+    status: str
+    stop_reason: str
+    time_to_result: float | None
+    global_step: int
+    accumulated_submission_time: float
+    accumulated_eval_time: float
+    accumulated_logging_time: float
+    total_duration: float
+    num_evals: int
+    best_validation: float | None
+    trial_dir: str
+    workload: str
+    submission: str
+    seed: int
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrialObserver(Protocol):
+    """Receives a trial's events (MLflow tracking, progress display). Called untimed."""
+
+    def on_start(self, config: TrialConfig, meta: dict[str, Any]) -> None: ...
+    def on_eval(self, global_step: int, row: dict[str, float]) -> None: ...
+    def on_submission_metrics(self, rows: list[tuple[int, str, float]]) -> None: ...
+    def on_end(self, result: TrialResult) -> None: ...
+
+
+class MetricsLogger:
+    """What ``workload.metrics_logger`` is: submissions log per-step scalars through it.
+
+    ``append_scalar_metrics`` only stores the values (JAX arrays stay on the device, so
+    logging forces no sync inside the timed step); the runner converts and writes them
+    at the next eval, outside the timed region.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+
+    def append_scalar_metrics(self, metrics: dict[str, Any], global_step: int, preemption_count: int | None = None, is_eval: bool = False) -> None:
+        del preemption_count, is_eval
+        self._pending.append((int(global_step), dict(metrics)))
+
+    def drain(self) -> list[tuple[int, str, float]]:
+        """The stored scalars as (step, name, float), oldest first; clears the buffer."""
+        pending, self._pending = self._pending, []
+        return [(step, name, float(np.asarray(value))) for step, metrics in pending for name, value in metrics.items()]
+
+
+def _all_finite(tree: Any) -> bool:
+    leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.inexact)]
+    if not leaves:
+        return True
+    return bool(jax.device_get(jax.tree.reduce(lambda a, b: a & b, [jax.numpy.isfinite(x).all() for x in leaves])))
+
+
+def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
+    """The metadata of a trial (meta_data_<p>.json)."""
+    hw = hardware.describe()
+    return {
+        "workload": config.workload,
+        "submission": submission.name,
+        "submission_path": str(submission.path),
+        "submission_hash": submission.source_hash,
+        "ruleset": config.ruleset,
+        "seed": config.seed,
+        "study": config.study_index,
+        "trial": config.trial_index,
+        "framework": "jax",
+        "hardware": hw,
+        "hardware_label": hardware.hardware_label(hw),
+        "versions": hardware.versions(),
+        "algoperf_git_commit": hardware.git_commit(Path(__file__).parent),
+        "submission_git_commit": hardware.git_commit(submission.path),
+    }
+
+
+def run_trial(config: TrialConfig, observer: TrialObserver | None = None, submission: Submission | None = None) -> TrialResult:
+    """Run one trial to its end and write its AlgoPerf-format directory.
+
+    Raises ``SubmissionError``/``UnknownNameError`` for a broken setup (before any
+    training). An exception raised by submission code during training ends the trial
+    as 'failed' with its traceback in the result; the CSV written so far stays valid.
+    """
+    submission = submission or load_submission(config.submission)
+    workload = registry.get_workload(config.workload, **config.workload_kwargs)
+    hyperparameters = make_hyperparameters(config.hyperparameters)
+    batch_size = submission.batch_size_for(workload, config.workload)
+    log = TrialLog(config.path)
+    log.write_hparams(config.hyperparameters)
+    meta = trial_meta(config, submission)
+    meta["batch_size"] = batch_size
+    log.write_meta(meta)
+    if observer:
+        observer.on_start(config, meta)
+
+    metrics_logger = MetricsLogger()
+    workload.attach_metrics_logger(metrics_logger)
+    clock = TrialClock()
+    state = _TrialState(config, workload, submission, hyperparameters, batch_size, clock, log, metrics_logger, observer)
+    try:
+        state.initialise()
+        state.train()
+    except spec.DataNotFoundError:
+        raise
+    except Exception as e:  # submission code failed: a recorded result, not a lost trial
+        state.stop_reason = "error"
+        state.error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    result = state.result()
+    log.append_submission_metrics(metrics_logger.drain())
+    log.write_result(result.to_dict())
+    if observer:
+        observer.on_end(result)
+    return result
+
+
+class _TrialState:
+    """The loop of one trial and its bookkeeping (AlgoPerf's ``train_state``)."""
+
+    def __init__(self, config, workload, submission, hyperparameters, batch_size, clock, log, metrics_logger, observer):
+        self.config, self.workload, self.submission = config, workload, submission
+        self.hyperparameters, self.batch_size, self.clock = hyperparameters, batch_size, clock
+        self.log, self.metrics_logger, self.observer = log, metrics_logger, observer
+        self.budget = workload.max_allowed_runtime_sec * config.budget_factor
+        self.global_step = 0
+        self.eval_results: list[tuple[int, dict[str, float]]] = []
+        self.time_to_result: float | None = None
+        self.validation_reached = self.test_reached = False
+        self.stop_reason = "unknown"
+        self.error: str | None = None
+        self.diverged = False
+        self.preemption_count = 0
+
+    def initialise(self) -> None:
+        """Data, model and optimizer state (untimed, as in AlgoPerf)."""
+        w, cfg = self.workload, self.config
+        rng = jax.random.PRNGKey(cfg.seed)
+        data_rng, opt_init_rng, model_init_rng, self.rng = jax.random.split(rng, 4)
+        self.input_queue = w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size)
+        dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
+        aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
+        self.params, self.model_state = w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate)
+        self.optimizer_state = self.submission.init_optimizer_state(
+            w, self.params, self.model_state, self.hyperparameters, opt_init_rng
+        )
+        jax.block_until_ready((self.params, self.optimizer_state))
+        self.eval_batch_size = getattr(self.submission.module, "get_eval_batch_size", lambda _: w.eval_batch_size)(cfg.workload)
+
+    def train_state(self) -> types.MappingProxyType:
+        return types.MappingProxyType({
+            "validation_goal_reached": self.validation_reached,
+            "test_goal_reached": self.test_reached,
+            "is_time_remaining": self.clock.submission_time < self.budget,
+            "training_complete": False,
+            "accumulated_submission_time": self.clock.submission_time,
+            "accumulated_eval_time": self.clock.excluded_time["eval"],
+            "accumulated_logging_time": self.clock.excluded_time["logging"],
+            "last_step_end_time": None,
+        })
+
+    def _eval_due(self, submission_time: float, last_eval_at: float | None, training_complete: bool) -> bool:
+        if last_eval_at is None or training_complete or submission_time >= self.budget:
+            return True
+        return submission_time - last_eval_at >= self.workload.eval_period_time_sec
+
+    def train(self) -> None:
+        w, sub, hp, cfg = self.workload, self.submission, self.hyperparameters, self.config
+        clock = self.clock
+        last_eval_at: float | None = None
+        clock.start()
+        while True:
+            step_rng = jax.random.fold_in(self.rng, self.global_step)
+            data_rng, update_rng, prep_rng, eval_rng = jax.random.split(step_rng, 4)
+            batch = sub.data_selection(
+                w, self.input_queue, self.optimizer_state, self.params, self.model_state, hp, self.global_step, data_rng
+            )
+            extra = {"train_state": self.train_state()} if sub.needs_train_state else {}
+            training_complete = False
+            try:
+                self.optimizer_state, self.params, self.model_state = sub.update_params(
+                    workload=w, current_param_container=self.params, current_params_types=w.model_params_types,
+                    model_state=self.model_state, hyperparameters=hp, batch=batch, loss_type=w.loss_type,
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_results,
+                    global_step=self.global_step, rng=update_rng, **extra,
+                )
+            except spec.TrainingCompleteError:
+                training_complete = True
+            self.global_step += 1
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                training_complete = True
+            # Cheap check on the host clock; exact time only once something may be due.
+            if not self._eval_due(clock.peek(), last_eval_at, training_complete):
+                continue
+            del batch
+            submission_time = clock.charge(wait_for=(self.params, self.optimizer_state, self.model_state))
+            if not self._eval_due(submission_time, last_eval_at, training_complete):
+                continue
+            if submission_time >= self.budget:
+                self.stop_reason = "budget"
+                return
+            if sub.prepare_for_eval is not None:
+                self.optimizer_state, eval_params, self.model_state = sub.prepare_for_eval(
+                    workload=w, current_param_container=self.params, current_params_types=w.model_params_types,
+                    model_state=self.model_state, hyperparameters=hp, loss_type=w.loss_type,
+                    optimizer_state=self.optimizer_state, eval_results=self.eval_results,
+                    global_step=self.global_step, rng=prep_rng,
+                )
+                self.params = eval_params
+                submission_time = clock.charge(wait_for=(self.params, self.optimizer_state, self.model_state))
+                if submission_time >= self.budget:
+                    self.stop_reason = "budget"
+                    return
+            last_eval_at = submission_time
+            self._evaluate(eval_rng)
+            if self.diverged:
+                self.stop_reason = "diverged"
+                return
+            if self.validation_reached and self.test_reached:
+                self.stop_reason = "targets_reached"
+                return
+            if training_complete:
+                self.stop_reason = "max_steps" if cfg.max_steps is not None and self.global_step >= cfg.max_steps else "training_complete"
+                return
+
+    def _evaluate(self, eval_rng: Any) -> None:
+        w, clock = self.workload, self.clock
+        with clock.excluded("eval"):
+            metrics = w.eval_model(
+                self.eval_batch_size, self.params, self.model_state, eval_rng,
+                self.config.data_dir, None, self.global_step,
+            )
+            finite = all(math.isfinite(v) for k, v in metrics.items() if k.endswith("/loss")) and _all_finite(self.params)
+        self.diverged = not finite
+        if finite and w.has_reached_validation_target(metrics):
+            if not self.validation_reached:
+                self.time_to_result = clock.submission_time
+            self.validation_reached = True
+        if finite and w.has_reached_test_target(metrics):
+            self.test_reached = True
+        with clock.excluded("logging"):
+            row = {
+                **metrics,
+                "global_step": self.global_step,
+                "preemption_count": self.preemption_count,
+                "score": clock.submission_time,
+                "accumulated_submission_time": clock.submission_time,
+                "accumulated_eval_time": clock.excluded_time["eval"],
+                "accumulated_logging_time": clock.excluded_time["logging"],
+                "total_duration": clock.elapsed,
+            }
+            self.eval_results.append((self.global_step, row))
+            self.log.append_eval(row)
+            submission_metrics = self.metrics_logger.drain()
+            self.log.append_submission_metrics(submission_metrics)
+            if self.observer:
+                self.observer.on_eval(self.global_step, row)
+                self.observer.on_submission_metrics(submission_metrics)
+
+    def result(self) -> TrialResult:
+        key = f"validation/{self.workload.target_metric_name}"
+        values = [row[key] for _, row in self.eval_results if key in row and not math.isnan(row[key])]
+        best = None
+        if values:
+            best = max(values) if spec.higher_is_better(key) else min(values)
+        if self.error is not None:
+            status = FAILED
+        elif self.time_to_result is not None:
+            status = REACHED
+        elif self.diverged:
+            status = DIVERGED
+        else:
+            status = MISSED
+        return TrialResult(
+            status=status,
+            stop_reason=self.stop_reason,
+            time_to_result=self.time_to_result,
+            global_step=self.global_step,
+            accumulated_submission_time=self.clock.submission_time,
+            accumulated_eval_time=self.clock.excluded_time["eval"],
+            accumulated_logging_time=self.clock.excluded_time["logging"],
+            total_duration=self.clock.elapsed if self.clock._started_at is not None else 0.0,
+            num_evals=len(self.eval_results),
+            best_validation=best,
+            trial_dir=str(self.config.path),
+            workload=self.config.workload,
+            submission=self.submission.name,
+            seed=self.config.seed,
+            error=self.error,
+        )
