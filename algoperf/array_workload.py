@@ -70,6 +70,15 @@ def ordered_batches(split: Split, batch_size: int, num_examples: int | None = No
         yield pad_batch({k: v[start:stop] for k, v in split.items()}, batch_size)
 
 
+def _placed(batches: Iterator[Split], num_batches: int | None) -> Iterator[dict[str, jax.Array]]:
+    """Batches put on the devices, split along the batch dimension."""
+    sharding = jax_sharding_utils.get_batch_dim_sharding()
+    for i, batch in enumerate(batches):
+        if num_batches is not None and i >= num_batches:
+            return
+        yield jax.device_put(batch, sharding)
+
+
 class ArrayWorkload(spec.Workload):
     """Workload over in-memory arrays. Subclasses define the abstract members below."""
 
@@ -120,17 +129,14 @@ class ArrayWorkload(spec.Workload):
         repeat_final_dataset: bool | None = None,
         num_batches: int | None = None,
     ) -> Iterator[dict[str, jax.Array]]:
+        # Load now, not at the first next(): reading data is setup, not submission time.
         arrays = self.split_arrays(split, data_dir)
         if split == "train":
             batches = shuffled_batches(arrays, global_batch_size, _seed_from_rng(data_rng))
         else:
             limit = self.num_eval_train_examples if split == "eval_train" else None
             batches = ordered_batches(arrays, global_batch_size, limit)
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                return
-            yield jax.device_put(batch, sharding)
+        return _placed(batches, num_batches)
 
     @property
     def num_train_examples(self) -> int:
@@ -176,3 +182,44 @@ class ArrayWorkload(spec.Workload):
         ]
         outputs = [jax.tree.map(np.asarray, out) for out in jax.device_get(pending)]
         return self.reduce_eval_outputs(outputs)
+
+
+class ClassifierWorkload(ArrayWorkload):
+    """An ArrayWorkload whose stateless Flax ``model`` maps 'inputs' to class logits.
+
+    Subclasses set ``model`` (in ``__init__``), ``input_shape`` (one example's shape) and
+    ``output_layer`` (the name of the last layer's parameters); loss is softmax
+    cross-entropy and eval reports 'loss' and 'accuracy'.
+    """
+
+    model: Any
+    input_shape: tuple[int, ...]
+    output_layer: str
+    loss_type = spec.LossType.SOFTMAX_CROSS_ENTROPY
+    target_metric_name = "accuracy"
+
+    def is_output_params(self, param_key: spec.ParameterKey) -> bool:
+        return param_key == self.output_layer
+
+    def init_model_fn(self, rng, dropout_rate=None, aux_dropout_rate=None):
+        del dropout_rate, aux_dropout_rate
+        params = self.model.init(rng, jnp.zeros((1, *self.input_shape), jnp.float32))["params"]
+        self._record_params(params)
+        return params, None
+
+    def model_fn(self, params, augmented_and_preprocessed_input_batch, model_state, mode, rng, update_batch_norm, dropout_rate=None):
+        del mode, rng, update_batch_norm, dropout_rate
+        logits = self.model.apply({"params": params}, augmented_and_preprocessed_input_batch["inputs"])
+        return logits, model_state
+
+    def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0):
+        from algoperf import losses
+
+        return losses.softmax_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing)
+
+    def eval_batch_outputs(self, params, model_state, batch) -> dict[str, jax.Array]:
+        logits, _ = self.model_fn(params, batch, model_state, spec.ForwardPassMode.EVAL, None, False)
+        weights = batch["weights"]
+        correct = jnp.sum((jnp.argmax(logits, -1) == batch["targets"]) * weights)
+        loss = self.loss_fn(batch["targets"], logits, weights)["summed"]
+        return {"loss": loss, "accuracy": correct, "num_valid": jnp.sum(weights)}

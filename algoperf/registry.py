@@ -128,3 +128,8 @@ def resolve_submission(name_or_path: str | Path) -> Path:
         f"({', '.join(submission_names()) or 'none installed'}), a folder holding "
         "submission.py, or the path of a submission module"
     )
+
+
+def register_workload(name: str, cls: type[spec.Workload]) -> None:
+    """Add a workload class under ``name`` in this process (plug-ins, tests, notebooks)."""
+    _workload_classes()[name] = cls

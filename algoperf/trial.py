@@ -124,6 +124,34 @@ class MetricsLogger:
         return [(step, name, float(np.asarray(value))) for step, metrics in pending for name, value in metrics.items()]
 
 
+class StepKeys:
+    """The per-step random keys: split(fold_in(rng, step), 4), as AlgoPerf derives them.
+
+    Made 1,024 steps at a time by one jitted call and handed out as host arrays (raw
+    uint32 keys), so the runner spends well under a microsecond per step on randomness
+    instead of four dispatched JAX ops (~180 us on a CPU), all charged to the submission.
+    """
+
+    CHUNK = 1024
+
+    def __init__(self, rng: Any):
+        self._rng = rng
+        self._start = -self.CHUNK
+        self._keys: np.ndarray | None = None
+        self._make = jax.jit(
+            lambda r, start: jax.vmap(lambda i: jax.random.split(jax.random.fold_in(r, i), 4))(
+                start + jax.numpy.arange(self.CHUNK)
+            )
+        )
+
+    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if not self._start <= step < self._start + self.CHUNK:
+            self._start = step - step % self.CHUNK
+            self._keys = np.asarray(self._make(self._rng, self._start))
+        keys = self._keys[step - self._start]
+        return keys[0], keys[1], keys[2], keys[3]
+
+
 def _all_finite(tree: Any) -> bool:
     leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.inexact)]
     if not leaves:
@@ -213,6 +241,8 @@ class _TrialState:
         w, cfg = self.workload, self.config
         rng = jax.random.PRNGKey(cfg.seed)
         data_rng, opt_init_rng, model_init_rng, self.rng = jax.random.split(rng, 4)
+        self.step_keys = StepKeys(self.rng)
+        self.step_keys(0)  # compile and fill the first chunk before the clock starts
         self.input_queue = w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size)
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
@@ -246,8 +276,7 @@ class _TrialState:
         last_eval_at: float | None = None
         clock.start()
         while True:
-            step_rng = jax.random.fold_in(self.rng, self.global_step)
-            data_rng, update_rng, prep_rng, eval_rng = jax.random.split(step_rng, 4)
+            data_rng, update_rng, prep_rng, eval_rng = self.step_keys(self.global_step)
             batch = sub.data_selection(
                 w, self.input_queue, self.optimizer_state, self.params, self.model_state, hp, self.global_step, data_rng
             )

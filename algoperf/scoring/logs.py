@@ -77,11 +77,7 @@ def _subdirs(path: Path) -> list[Path]:
         raise ScoringError(f"not a folder: {path}") from None
     except OSError as exc:
         raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return [
-        Path(e.path)
-        for e in entries
-        if e.is_dir() and not e.name.startswith((".", "__"))
-    ]
+    return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith((".", "__"))]
 
 
 def _kind(path: Path) -> str:
@@ -183,18 +179,13 @@ def _floats(values: list[str]) -> np.ndarray:
         return out
 
 
-def read_measurements(path: str | Path) -> dict[str, np.ndarray]:
-    """The numeric columns of one eval_measurements.csv that scoring uses.
+def parse_measurements(text: str, source: str = "eval_measurements.csv") -> dict[str, np.ndarray]:
+    """The numeric columns of an eval_measurements.csv text that scoring uses.
 
     Keeps accumulated_submission_time (falling back to AlgoPerf's equal ``score``
     column), global_step and every ``validation/*`` column. Empty cells are NaN; a
     truncated last row (a run killed while writing) is dropped.
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
     if '"' in text:
         rows = list(csv.reader(io.StringIO(text)))
     else:
@@ -207,39 +198,84 @@ def read_measurements(path: str | Path) -> dict[str, np.ndarray]:
     bad = next((i for i, r in enumerate(body) if len(r) != len(header)), None)
     if bad is not None:
         raise ScoringError(
-            f"{path}: row {bad + 2} has {len(body[bad])} fields, the header {len(header)}"
+            f"{source}: row {bad + 2} has {len(body[bad])} fields, the header {len(header)}"
         )
     time_name = TIME_COLUMN if TIME_COLUMN in header else "score" if "score" in header else None
     if time_name is None:
-        raise ScoringError(f"{path}: no {TIME_COLUMN} column")
+        raise ScoringError(f"{source}: no {TIME_COLUMN} column")
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(header):
         if name == time_name or name == "global_step" or name.startswith("validation/"):
-            out[TIME_COLUMN if name == time_name else name] = _floats([r[i] for r in body])
+            column = _floats([r[i] for r in body])
+            column.setflags(write=False)  # shared through the cache
+            out[TIME_COLUMN if name == time_name else name] = column
     return out
 
 
-def _to_record(item: _TrialFile, ruleset: str) -> tuple[TrialLog, str | None]:
+def read_measurements(path: str | Path) -> dict[str, np.ndarray]:
+    """:func:`parse_measurements` of one file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_measurements(text, str(path))
+
+
+# Parsed files of this process, keyed by path, valid while (mtime, size) are unchanged:
+# scoring the same tree again (another ruleset option, a service) skips the parsing.
+_CACHE: dict[str, tuple[tuple[int, int], dict[str, np.ndarray]]] = {}
+_CACHE_MAX_FILES = 20_000
+
+
+def _fetch(path: Path) -> tuple[tuple[int, int] | None, str | dict[str, np.ndarray] | None]:
+    """In a worker thread: the cached columns of ``path`` or its text (None: no file)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _CACHE.get(str(path))
+    if hit is not None and hit[0] == key:
+        return key, hit[1]
+    try:
+        return key, path.read_text()
+    except OSError as exc:
+        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _record(
+    item: _TrialFile, ruleset: str, fetched: tuple[tuple[int, int] | None, object]
+) -> tuple[TrialLog, str | None]:
     csv_path = item.path / MEASUREMENTS_FILE
+    key, payload = fetched
     warning = None
-    if csv_path.is_file():
-        cols = read_measurements(csv_path)
+    if payload is None:
+        cols: dict[str, np.ndarray] = {TIME_COLUMN: np.empty(0)}
+        warning = (
+            f"no {MEASUREMENTS_FILE} in {item.path}: trial counted as never reaching the target"
+        )
+    elif isinstance(payload, str):
+        cols = parse_measurements(payload, str(csv_path))
+        if len(_CACHE) >= _CACHE_MAX_FILES:
+            _CACHE.clear()
+        _CACHE[str(csv_path)] = (key, cols)  # type: ignore[assignment]
     else:
-        cols = {TIME_COLUMN: np.empty(0)}
-        warning = f"no {MEASUREMENTS_FILE} in {item.path}: trial counted as never reaching the target"
-    times = cols.pop(TIME_COLUMN)
-    steps = cols.pop("global_step", None)
+        cols = payload  # type: ignore[assignment]
+    metrics = {k: v for k, v in cols.items() if k.startswith("validation/")}
     record = TrialLog(
         submission=item.submission,
         study=item.study,
         workload=item.workload,
         trial=item.trial,
-        times=times,
-        metrics=cols,
+        times=cols[TIME_COLUMN],
+        metrics=metrics,
         framework=item.framework,
         ruleset=ruleset,
         source=str(csv_path),
-        steps=steps,
+        steps=cols.get("global_step"),
     )
     return record, warning
 
@@ -251,7 +287,12 @@ def read_logs(
     max_workers: int | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> list[TrialLog]:
-    """All trials of a log tree as records, read with a thread pool (I/O bound)."""
+    """All trials of a log tree as records.
+
+    A thread pool stats and reads the files (I/O, which releases the GIL) while this
+    thread parses them in order as they arrive; files parsed before in this process
+    and unchanged since (same mtime and size) are not parsed again.
+    """
     items = discover(root)
     seen: dict[tuple[str, int, str, int], _TrialFile] = {}
     for it in items:
@@ -262,17 +303,15 @@ def read_logs(
                 "(one workload logged under two frameworks)"
             )
         seen[key] = it
+    paths = [it.path / MEASUREMENTS_FILE for it in items]
     workers = max_workers or min(16, (os.cpu_count() or 2) * 2)
-    if len(items) < 8:
-        results = [_to_record(it, ruleset) for it in items]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda it: _to_record(it, ruleset), items))
     records = []
-    for record, warning in results:
-        if warning and warn is not None:
-            warn(warning)
-        records.append(record)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for item, fetched in zip(items, pool.map(_fetch, paths), strict=True):
+            record, warning = _record(item, ruleset, fetched)
+            if warning and warn is not None:
+                warn(warning)
+            records.append(record)
     return records
 
 

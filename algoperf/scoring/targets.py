@@ -138,7 +138,7 @@ class Targets:
             raise ScoringError(
                 f"no target known for workload {workload!r} (targets from {self.source}): "
                 "give one with --targets FILE, a JSON in the format of AlgoPerf's "
-                "workload_targets.json with an entry for it under \"workloads\""
+                'workload_targets.json with an entry for it under "workloads"'
             ) from None
 
     def base_of(self, workload: str) -> str | None:

@@ -85,7 +85,7 @@ def train_step(
 
     (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, optimizer_state = opt_update_fn(grads, optimizer_state, params)
-    return optimizer_state, optax.apply_updates(params, updates), new_model_state, loss, optax.global_norm(grads)
+    return optimizer_state, optax.apply_updates(params, updates), new_model_state, loss, optax.tree.norm(grads)
 
 
 def update_params(

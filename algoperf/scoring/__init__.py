@@ -1,0 +1,85 @@
+"""Scoring: AlgoPerf benchmark scores of training logs, with bootstrap uncertainty.
+
+Pipeline: a reader turns logs into :class:`TrialLog` records (:func:`read_logs` for
+AlgoPerf-format trees and our experiment directories); :func:`build_table` computes
+every trial's time to target against :class:`Targets`; :func:`score_table` applies the
+AlgoPerf rules (fastest trial per study, median over studies, 4x rule, optional v0.5
+held-out rule) and integrates the performance profiles; :func:`bootstrap` resamples
+studies for intervals and order flips; :mod:`algoperf.scoring.report` prints and
+writes the results. ``algoperf score`` is :func:`algoperf.scoring.command.score`.
+See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
+"""
+
+from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips
+from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.logs import TrialLog, discover, read_logs, read_measurements
+from algoperf.scoring.profile import (
+    ALGOPERF_TAU_POINTS,
+    TAU_MAX,
+    ScoreResult,
+    ScoringOptions,
+    TimeTable,
+    apply_rules,
+    build_table,
+    exact_score,
+    performance_ratios,
+    profile,
+    score_records,
+    score_table,
+    speedups,
+    time_to_target,
+    trapezoid_score,
+    workload_times,
+)
+from algoperf.scoring.report import RulesetReport, report_to_dict, reports_to_json, write_outputs
+from algoperf.scoring.targets import (
+    EXTERNAL_BUDGETS_SEC,
+    SELF_TUNING_FACTOR,
+    Targets,
+    WorkloadTarget,
+    higher_is_better,
+    load_targets,
+    registry_targets,
+    runtime_budget,
+    targets_from_dict,
+)
+
+__all__ = [
+    "ALGOPERF_TAU_POINTS",
+    "EXTERNAL_BUDGETS_SEC",
+    "SELF_TUNING_FACTOR",
+    "TAU_MAX",
+    "BootstrapResult",
+    "RulesetReport",
+    "ScoreResult",
+    "ScoringError",
+    "ScoringOptions",
+    "Targets",
+    "TimeTable",
+    "TrialLog",
+    "WorkloadTarget",
+    "apply_rules",
+    "bootstrap",
+    "build_table",
+    "discover",
+    "exact_score",
+    "higher_is_better",
+    "load_targets",
+    "order_flips",
+    "performance_ratios",
+    "profile",
+    "read_logs",
+    "read_measurements",
+    "registry_targets",
+    "report_to_dict",
+    "reports_to_json",
+    "runtime_budget",
+    "score_records",
+    "score_table",
+    "targets_from_dict",
+    "speedups",
+    "time_to_target",
+    "trapezoid_score",
+    "workload_times",
+    "write_outputs",
+]

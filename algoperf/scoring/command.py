@@ -1,0 +1,300 @@
+"""``algoperf score``: benchmark scores of AlgoPerf-format logs, with uncertainty.
+
+Registered by the CLI as ``app.command("score")(score)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from algoperf.scoring.bootstrap import LEVELS, bootstrap
+from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.logs import TrialLog, infer_ruleset, read_logs
+from algoperf.scoring.profile import AREAS, HELDOUT_RULES, ScoringOptions, build_table, score_table
+from algoperf.scoring.report import RulesetReport, render, reports_to_json, write_outputs
+from algoperf.scoring.targets import (
+    RULESETS,
+    Targets,
+    load_targets,
+    normalise_version,
+    registry_targets,
+)
+
+_PREFIXES = {
+    "self": "self",
+    "self_tuning": "self",
+    "external": "external",
+    "external_tuning": "external",
+}
+
+
+class _Warnings(list[str]):
+    """Collects warnings and prints each to stderr as it comes."""
+
+    def __call__(self, message: str) -> None:
+        self.append(message)
+        typer.echo(f"warning: {message}", err=True)
+
+
+def _split_logs_arg(value: str) -> tuple[str | None, Path]:
+    """``[RULESET:]DIR`` -> (ruleset or None, DIR)."""
+    head, sep, tail = value.partition(":")
+    if sep and head.lower() in _PREFIXES and tail:
+        return _PREFIXES[head.lower()], Path(tail)
+    return None, Path(value)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ScoringError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def score(
+    logs: Annotated[
+        list[str],
+        typer.Option(
+            "--logs",
+            help="Log tree: DIR/<submission>/study_<k>/<workload>_<jax|pytorch>/trial_<n>/"
+            "eval_measurements.csv, or an experiment directory (no study level). Repeatable. "
+            "Prefix self: or external: to set the tree's ruleset.",
+            show_default=False,
+        ),
+    ],
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets",
+            help="Targets JSON in the format of AlgoPerf's workload_targets.json "
+            "[default: the algoperf workload registry].",
+            show_default=False,
+        ),
+    ] = None,
+    ruleset: Annotated[
+        str | None,
+        typer.Option(
+            "--ruleset",
+            help="external or self, for trees without a prefix [default: from the folder name "
+            "when it says self_tuning/external_tuning, else external]. Rulesets are never "
+            "mixed in one profile.",
+            show_default=False,
+        ),
+    ] = None,
+    heldout_rule: Annotated[
+        str,
+        typer.Option(
+            "--heldout-rule",
+            help="v0.6 (no held-out workloads) or v0.5 (a base workload also needs its "
+            "held-out variant within budget and 4x of the best).",
+        ),
+    ] = "v0.6",
+    area: Annotated[
+        str,
+        typer.Option(
+            "--area",
+            help="exact (area under the step profile) or trapezoid (AlgoPerf's leaderboard: "
+            "trapezoid rule on --tau-points points).",
+        ),
+    ] = "exact",
+    tau_points: Annotated[
+        int, typer.Option("--tau-points", help="Points of the trapezoid tau grid on [1, 4].")
+    ] = 100,
+    missing_as_miss: Annotated[
+        bool,
+        typer.Option(
+            "--missing-as-miss",
+            help="Count a base workload that has no logs at all as a miss for everyone "
+            "[default: leave it out, with a warning].",
+        ),
+    ] = False,
+    workloads: Annotated[
+        str | None,
+        typer.Option(
+            "--workloads",
+            help="Comma-separated workloads to score instead of the targets' base workloads.",
+            show_default=False,
+        ),
+    ] = None,
+    benchmark_version: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark-version",
+            help="Budget table: 0.5 (v0.5 budgets, self-tuning 3x) or 0.6 (self-tuning 1.5x) "
+            "[default: the targets' benchmark_version, else 0.6].",
+            show_default=False,
+        ),
+    ] = None,
+    budget_check: Annotated[
+        bool,
+        typer.Option(
+            "--budget-check/--no-budget-check",
+            help="A time to target over the workload's runtime budget is a miss.",
+        ),
+    ] = True,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Submission to compute geometric-mean speedups against (misses count as "
+            "budget + 1 s).",
+            show_default=False,
+        ),
+    ] = None,
+    n_bootstrap: Annotated[
+        int,
+        typer.Option("--bootstrap", help="Bootstrap replicates for intervals (0: none)."),
+    ] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Level of the bootstrap intervals.")
+    ] = 0.95,
+    resample: Annotated[
+        str,
+        typer.Option(
+            "--resample",
+            help="Bootstrap unit: studies, or trials (studies, then trials within each).",
+        ),
+    ] = "studies",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Folder for scores.csv, times.csv, study_times.csv, order_flips.csv, "
+            "scores.json and performance_profile_<ruleset>.png/.svg.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON on stdout, nothing else.")
+    ] = False,
+    digits: Annotated[int, typer.Option("--digits", help="Decimals of printed scores.")] = 4,
+) -> None:
+    """Score AlgoPerf-format logs: performance profiles, benchmark scores, intervals."""
+    warn = _Warnings()
+    try:
+        reports = _run(
+            logs=logs,
+            targets_path=targets,
+            default_ruleset=ruleset,
+            options_kw={
+                "heldout_rule": _choice("--heldout-rule", heldout_rule, HELDOUT_RULES),
+                "area": _choice("--area", area, AREAS),
+                "tau_points": tau_points,
+                "missing_as_miss": missing_as_miss,
+                "workloads": tuple(w.strip() for w in workloads.split(",") if w.strip())
+                if workloads
+                else None,
+                "benchmark_version": benchmark_version,
+                "budget_check": budget_check,
+            },
+            baseline=baseline,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            confidence=confidence,
+            resample=_choice("--resample", resample, LEVELS),
+            warn=warn,
+        )
+        if output is not None:
+            try:
+                paths = write_outputs(reports, output, digits)
+            except OSError as exc:
+                raise ScoringError(f"cannot write to {output}: {exc.strerror or exc}") from None
+    except ScoringError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+
+    if as_json:
+        sys.stdout.write(reports_to_json(reports) + "\n")
+        sys.stdout.flush()
+        if output is not None:
+            typer.echo(f"wrote {len(paths)} files to {output}", err=True)
+        return
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    for rep in reports:
+        render(rep, console, digits)
+    if output is not None:
+        console.print(f"wrote {', '.join(p.name for p in paths)} to {output}")
+
+
+def _run(
+    *,
+    logs: list[str],
+    targets_path: Path | None,
+    default_ruleset: str | None,
+    options_kw: dict,
+    baseline: str | None,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+    resample: str,
+    warn: _Warnings,
+) -> list[RulesetReport]:
+    if not logs:
+        raise ScoringError("give at least one log tree with --logs DIR")
+    if default_ruleset is not None:
+        default_ruleset = _choice("--ruleset", default_ruleset, RULESETS)
+    if options_kw["benchmark_version"] is not None:
+        if normalise_version(options_kw["benchmark_version"]) is None:
+            raise ScoringError(
+                f"--benchmark-version must be 0.5 or 0.6, not {options_kw['benchmark_version']!r}"
+            )
+    if n_bootstrap < 0:
+        raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
+
+    by_ruleset: dict[str, list[TrialLog]] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    for spec in logs:
+        prefix, path = _split_logs_arg(spec)
+        rs = prefix or default_ruleset or infer_ruleset(path)
+        if rs is None:
+            rs = "external"
+        elif prefix is None and default_ruleset is None:
+            warn(f"scoring {path} as {rs} tuning (from its folder name; --ruleset overrides)")
+        records = read_logs(path, rs, warn=warn)
+        for sub in dict.fromkeys(r.submission for r in records):
+            if (rs, sub) in origin:
+                raise ScoringError(
+                    f"submission {sub!r} is in both {origin[rs, sub]} and {path} "
+                    f"({rs} tuning): score them in separate runs or rename one folder"
+                )
+            origin[rs, sub] = path
+        by_ruleset.setdefault(rs, []).extend(records)
+
+    targets: Targets | None
+    if targets_path is not None:
+        targets = load_targets(targets_path)
+    else:
+        targets = registry_targets()
+        if targets is None:
+            targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
+
+    reports = []
+    for rs in RULESETS:
+        if rs not in by_ruleset:
+            continue
+        options = ScoringOptions(ruleset=rs, **options_kw)
+        start = len(warn)
+        table = build_table(by_ruleset[rs], targets, options, warn)
+        result = score_table(table, options, baseline)
+        boot = None
+        if n_bootstrap > 0:
+            boot = bootstrap(result, n_bootstrap, seed, confidence, resample)
+        reports.append(
+            RulesetReport(
+                result=result,
+                boot=boot,
+                warnings=warn[start:],
+                benchmark_version=normalise_version(
+                    options.benchmark_version or targets.benchmark_version
+                )
+                or targets.benchmark_version,
+            )
+        )
+    return reports

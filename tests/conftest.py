@@ -1,0 +1,36 @@
+"""Shared fixtures: paths, a CLI runner, and small submissions written on the fly."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+NADAMW = REPO / "submissions" / "nadamw"
+
+
+@pytest.fixture
+def nadamw_point() -> dict:
+    """The first point of the NAdamW baseline's search space."""
+    return json.loads((NADAMW / "tuning_search_space.json").read_text())[0]
+
+
+@pytest.fixture
+def write_submission(tmp_path: Path):
+    """Write ``source`` as <tmp>/<name>/submission.py (and an optional search space)."""
+
+    def write(source: str, name: str = "sub", search_space: object | None = None, raw_space: str | None = None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "submission.py").write_text(textwrap.dedent(source))
+        if search_space is not None:
+            (folder / "tuning_search_space.json").write_text(json.dumps(search_space))
+        if raw_space is not None:
+            (folder / "tuning_search_space.json").write_text(raw_space)
+        return folder
+
+    return write
