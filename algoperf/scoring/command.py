@@ -70,8 +70,8 @@ def score(
         Path | None,
         typer.Option(
             "--targets",
-            help="Targets JSON in the format of AlgoPerf's workload_targets.json "
-            "[default: the algoperf workload registry].",
+            help="Targets JSON in the format of AlgoPerf's workload_targets.json. "
+            "Default: the algoperf workload registry.",
             show_default=False,
         ),
     ] = None,
@@ -79,8 +79,8 @@ def score(
         str | None,
         typer.Option(
             "--ruleset",
-            help="external or self, for trees without a prefix [default: from the folder name "
-            "when it says self_tuning/external_tuning, else external]. Rulesets are never "
+            help="external or self, for trees without a prefix. Default: from the folder name "
+            "when it says self_tuning/external_tuning, else external. Rulesets are never "
             "mixed in one profile.",
             show_default=False,
         ),
@@ -108,8 +108,8 @@ def score(
         bool,
         typer.Option(
             "--missing-as-miss",
-            help="Count a base workload that has no logs at all as a miss for everyone "
-            "[default: leave it out, with a warning].",
+            help="Count a base workload that has no logs at all as a miss for everyone. "
+            "Default: leave it out, with a warning.",
         ),
     ] = False,
     workloads: Annotated[
@@ -124,8 +124,8 @@ def score(
         str | None,
         typer.Option(
             "--benchmark-version",
-            help="Budget table: 0.5 (v0.5 budgets, self-tuning 3x) or 0.6 (self-tuning 1.5x) "
-            "[default: the targets' benchmark_version, else 0.6].",
+            help="Budget table: 0.5 (v0.5 budgets, self-tuning 3x) or 0.6 (self-tuning 1.5x). "
+            "Default: the targets' benchmark_version, else 0.6.",
             show_default=False,
         ),
     ] = None,
@@ -177,6 +177,8 @@ def score(
     """Score AlgoPerf-format logs: performance profiles, benchmark scores, intervals."""
     warn = _Warnings()
     try:
+        if not 0 <= digits <= 12:
+            raise ScoringError(f"--digits must be between 0 and 12, not {digits}")
         reports = _run(
             logs=logs,
             targets_path=targets,
@@ -247,6 +249,10 @@ def _run(
             )
     if n_bootstrap < 0:
         raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
+    if seed < 0:
+        raise ScoringError(f"--seed must be a non-negative integer, not {seed}")
+    if not 0 < confidence < 1:
+        raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
 
     by_ruleset: dict[str, list[TrialLog]] = {}
     origin: dict[tuple[str, str], Path] = {}

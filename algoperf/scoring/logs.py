@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ _TRIAL = re.compile(r"trial_(\d+)")
 _WORKLOAD = re.compile(r"(.+)_(jax|pytorch)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrialLog:
     """The evals of one trial: what scoring needs, whatever the source.
 
@@ -57,7 +57,7 @@ class TrialLog:
     framework: str = ""
     ruleset: str = "external"
     source: str = ""
-    steps: np.ndarray | None = field(default=None, compare=False)
+    steps: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,14 @@ def _kind(path: Path) -> str:
         if any(pattern.fullmatch(n) for n in names):
             odd = [n for n in names if not pattern.fullmatch(n)]
             if odd:
+                allowed = {
+                    "studies": "study_<k> folders",
+                    "workloads": "<workload>_jax or <workload>_pytorch folders",
+                    "trials": "trial_<n> folders",
+                }[kind]
                 raise ScoringError(
-                    f"unexpected folder {path / odd[0]}: next to {kind[:-1]} folders, "
-                    f"{path} may hold only "
-                    + {
-                        "studies": "study_<k> folders",
-                        "workloads": "<workload>_jax or <workload>_pytorch folders",
-                        "trials": "trial_<n> folders",
-                    }[kind]
+                    f"unexpected folder {path / odd[0]}: {path} holds {allowed}, "
+                    f"so it may hold only {allowed}"
                 )
             return kind
     return "other"
@@ -134,6 +134,13 @@ def _trials_of_submission(submission: str, path: Path, kind: str) -> list[_Trial
     return found
 
 
+def _is_submission(path: Path) -> bool:
+    try:
+        return _kind(path) in ("studies", "workloads")
+    except ScoringError:
+        return False
+
+
 def discover(root: str | Path) -> list[_TrialFile]:
     """Every trial folder under ``root``, with its submission, study and workload."""
     root = Path(root)
@@ -142,6 +149,11 @@ def discover(root: str | Path) -> list[_TrialFile]:
     if not root.is_dir():
         raise ScoringError(f"--logs wants a folder, got a file: {root}")
     kind = _kind(root)
+    if kind == "workloads" and _STUDY.fullmatch(root.resolve().name):
+        # one study of one submission: <submission>/study_<k>
+        study = int(_STUDY.fullmatch(root.resolve().name)[1])  # type: ignore[index]
+        name = root.resolve().parent.name
+        return [t for w in _subdirs(root) for t in _trials_of_workload(name, study, w)]
     if kind in ("studies", "workloads"):
         return _trials_of_submission(root.resolve().name, root, kind)
     if kind == "trials":
@@ -155,10 +167,16 @@ def discover(root: str | Path) -> list[_TrialFile]:
     for sub in _subdirs(root):
         sub_kind = _kind(sub)
         if sub_kind not in ("studies", "workloads"):
+            hint = ""
+            if sub_kind == "other" and all(_is_submission(g) for g in _subdirs(sub)):
+                hint = (
+                    f"; {root} seems to hold one folder per ruleset: pass each with its own --logs"
+                )
             raise ScoringError(
                 f"unexpected layout at {sub}: a submission folder must hold study_<k> "
                 "folders or <workload>_jax|_pytorch folders (expected "
                 "<submission>/study_<k>/<workload>_<framework>/trial_<n>/eval_measurements.csv)"
+                + hint
             )
         found += _trials_of_submission(sub.name, sub, sub_kind)
     if not found:
