@@ -88,6 +88,7 @@ class ArrayWorkload(spec.Workload):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._splits = {}
+        self._data_dir: str | None = None
 
     # --- what a subclass states ------------------------------------------------
     def load_split(self, split: str, data_dir: str | None) -> Split:
@@ -115,8 +116,10 @@ class ArrayWorkload(spec.Workload):
     def split_arrays(self, split: str, data_dir: str | None = None) -> Split:
         """The (cached) arrays of ``split``; 'eval_train' is a prefix of 'train'."""
         key = "train" if split == "eval_train" else split
+        # Remember the folder: example-count properties read splits without being told it.
+        self._data_dir = data_dir or self._data_dir
         if key not in self._splits:
-            self._splits[key] = self.load_split(key, data_dir)
+            self._splits[key] = self.load_split(key, self._data_dir)
         return self._splits[key]
 
     def _build_input_queue(

@@ -1,0 +1,34 @@
+# One command each: `make demo` runs the main job, `make test` passes the tests.
+# Both set up what is missing first: inside an active virtual environment they install
+# into it; otherwise they create .venv here.
+
+PYTHON ?= python3
+VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.algoperf-installed
+DEMO_DIR ?= experiments/demo
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m algoperf.demo --experiment-dir $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check algoperf workloads submissions tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf experiments test-output .pytest_cache
