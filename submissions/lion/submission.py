@@ -1,0 +1,174 @@
+"""Lion (Chen et al. 2023): the sign of an interpolated momentum, decoupled weight decay.
+
+Update ("Symbolic Discovery of Optimization Algorithms", optax.lion), per step t:
+    c_t = b1 m_{t-1} + (1 - b1) g_t
+    p_t = p_{t-1} - lr_t (sign(c_t) + wd p_{t-1})
+    m_t = b2 m_{t-1} + (1 - b2) g_t
+with b1 = 1 - one_minus_beta1 (default 0.9) and b2 = beta2 (default 0.99). optax multiplies
+the decay by lr_t, so the decay per step is lr_t * wd, as in the paper. Every coordinate
+moves by lr_t, so the paper's advice relative to AdamW holds for the search space: a 3-10x
+smaller learning rate and a 3-10x larger weight decay (same lr * wd). lr_t rises linearly
+from 0 over ``warmup_factor * step_hint`` steps, then decays to 0 at ``step_hint`` along a
+cosine (``decay_schedule="cosine"``, the default) or a line (``"linear"``). Optional:
+``grad_clip`` (global norm, before the sign), ``label_smoothing``, ``dropout_rate``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import optax
+
+from algoperf import spec
+
+DECAY_SCHEDULES = ("cosine", "linear")
+
+
+def learning_rate_schedule(hyperparameters: spec.Hyperparameters, step_hint: int) -> optax.Schedule:
+    """Linear warmup, then cosine or linear decay to 0 at step_hint."""
+    peak = hyperparameters.learning_rate
+    warmup_steps = int(hyperparameters.warmup_factor * step_hint)
+    decay_steps = max(step_hint - warmup_steps, 1)
+    kind = getattr(hyperparameters, "decay_schedule", "cosine")
+    if kind == "cosine":
+        decay = optax.cosine_decay_schedule(peak, decay_steps)
+    elif kind == "linear":
+        decay = optax.linear_schedule(peak, 0.0, decay_steps)
+    else:
+        raise ValueError(f"lion: decay_schedule must be one of {', '.join(DECAY_SCHEDULES)}, got {kind!r}")
+    warmup = optax.linear_schedule(0.0, peak, max(warmup_steps, 1))
+    return optax.join_schedules([warmup, decay], boundaries=[warmup_steps])
+
+
+def make_optimizer(hyperparameters: spec.Hyperparameters, step_hint: int) -> optax.GradientTransformation:
+    """Optional global-norm clipping, then optax.lion on the schedule."""
+    transforms = []
+    if getattr(hyperparameters, "grad_clip", None):
+        transforms.append(optax.clip_by_global_norm(hyperparameters.grad_clip))
+    transforms.append(
+        optax.lion(
+            learning_rate=learning_rate_schedule(hyperparameters, step_hint),
+            b1=1.0 - hyperparameters.one_minus_beta1,
+            b2=hyperparameters.beta2,
+            weight_decay=hyperparameters.weight_decay,
+        )
+    )
+    return optax.chain(*transforms)
+
+
+def init_optimizer_state(
+    workload: spec.Workload,
+    model_params: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    rng: spec.RandomState,
+) -> spec.OptimizerState:
+    del model_state, rng
+    optimizer = make_optimizer(hyperparameters, workload.step_hint)
+    return optimizer.init(model_params), optimizer.update
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def train_step(
+    workload: spec.Workload,
+    opt_update_fn: Any,
+    optimizer_state: Any,
+    params: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    batch: dict[str, spec.Tensor],
+    rng: spec.RandomState,
+    label_smoothing: float,
+    dropout_rate: float,
+):
+    """One step: mean loss over valid examples, its gradient, the optax update."""
+
+    def loss_fn(p):
+        logits, new_model_state = workload.model_fn(
+            p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
+            update_batch_norm=True, dropout_rate=dropout_rate,
+        )
+        loss = workload.loss_fn(
+            label_batch=batch["targets"], logits_batch=logits,
+            mask_batch=batch.get("weights"), label_smoothing=label_smoothing,
+        )
+        return loss["summed"] / loss["n_valid_examples"], new_model_state
+
+    (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, optimizer_state = opt_update_fn(grads, optimizer_state, params)
+    return optimizer_state, optax.apply_updates(params, updates), new_model_state, loss, optax.tree.norm(grads)
+
+
+def update_params(
+    workload: spec.Workload,
+    current_param_container: spec.ParameterContainer,
+    current_params_types: spec.ParameterTypeTree,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    batch: dict[str, spec.Tensor],
+    loss_type: spec.LossType,
+    optimizer_state: spec.OptimizerState,
+    eval_results: list[tuple[int, float]],
+    global_step: int,
+    rng: spec.RandomState,
+    train_state: dict[str, Any] | None = None,
+) -> spec.UpdateReturn:
+    del current_params_types, loss_type, eval_results, train_state
+    state, opt_update_fn = optimizer_state
+    state, params, model_state, loss, grad_norm = train_step(
+        workload, opt_update_fn, state, current_param_container, model_state, batch, rng,
+        getattr(hyperparameters, "label_smoothing", 0.0),
+        getattr(hyperparameters, "dropout_rate", 0.0),
+    )
+    # Arrays, not floats: the runner converts them outside the timed region.
+    if global_step % 100 == 0 and workload.metrics_logger is not None:
+        workload.metrics_logger.append_scalar_metrics({"loss": loss, "grad_norm": grad_norm}, global_step)
+    return (state, opt_update_fn), params, model_state
+
+
+def prepare_for_eval(
+    workload: spec.Workload,
+    current_param_container: spec.ParameterContainer,
+    current_params_types: spec.ParameterTypeTree,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    loss_type: spec.LossType,
+    optimizer_state: spec.OptimizerState,
+    eval_results: list[tuple[int, float]],
+    global_step: int,
+    rng: spec.RandomState,
+) -> spec.UpdateReturn:
+    del workload, current_params_types, hyperparameters, loss_type, eval_results, global_step, rng
+    return optimizer_state, current_param_container, model_state
+
+
+BATCH_SIZES = {
+    # AlgoPerf's workloads (their baseline batch sizes).
+    "criteo1tb": 262_144, "fastmri": 32, "imagenet_resnet": 1024, "imagenet_vit": 1024,
+    "librispeech_conformer": 256, "librispeech_deepspeech": 256, "ogbg": 512, "wmt": 128,
+    "finewebedu_lm": 64, "mnist": 16, "cifar": 128,
+    # The small suite.
+    "mnist1d": 128, "charlm": 64, "ctr": 256, "molgraph": 64, "translate": 64, "mri": 16, "speech": 32,
+}
+
+
+def get_batch_size(workload_name: str) -> int:
+    if workload_name not in BATCH_SIZES:
+        raise ValueError(f"Unsupported workload name: {workload_name}.")
+    return BATCH_SIZES[workload_name]
+
+
+def data_selection(
+    workload: spec.Workload,
+    input_queue: Iterator[dict[str, spec.Tensor]],
+    optimizer_state: spec.OptimizerState,
+    current_param_container: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    global_step: int,
+    rng: spec.RandomState,
+) -> dict[str, spec.Tensor]:
+    del workload, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+    return next(input_queue)

@@ -1,0 +1,182 @@
+"""NAdamW at AlgoPerf's published self-tuning point: no hyperparameters to tune.
+
+The ``nadamw`` baseline's update (optax.nadamw, decoupled weight decay) and schedule (linear
+warmup, then cosine decay to 0 at step_hint), with the point AlgoPerf's self-tuning NAdamW
+baseline fixes in code: lr 0.0017486, 1 - b1 0.0673, b2 0.99552, wd 0.08122, warmup 2% of
+step_hint, dropout 0.1 (passed to model_fn), no label smoothing. The self-tuning ruleset
+passes ``hyperparameters=None``; a point given anyway overrides the keys it names.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import optax
+
+from algoperf import spec
+
+# AlgoPerf's self-tuning NAdamW baseline (prize_qualification_baselines/self_tuning).
+HPARAMS = {
+    "learning_rate": 0.0017486387539278373,
+    "one_minus_beta1": 0.06733926164,
+    "beta2": 0.9955159689799007,
+    "weight_decay": 0.08121616522670176,
+    "warmup_factor": 0.02,
+    "dropout_rate": 0.1,
+    "label_smoothing": 0.0,
+}
+
+
+@functools.lru_cache(maxsize=8)  # called every step: build the namedtuple once
+def resolve_hyperparameters(hyperparameters: spec.Hyperparameters) -> Any:
+    """The fixed point, with any key ``hyperparameters`` names (None: none) taking its place."""
+    point = dict(HPARAMS)
+    if hyperparameters is not None:
+        point.update(hyperparameters._asdict() if hasattr(hyperparameters, "_asdict") else vars(hyperparameters))
+    return collections.namedtuple("Hyperparameters", sorted(point))(**point)
+
+
+def learning_rate_schedule(hyperparameters: spec.Hyperparameters, step_hint: int) -> optax.Schedule:
+    """Linear warmup over warmup_factor * step_hint steps, then cosine decay to 0 at step_hint."""
+    warmup_steps = int(hyperparameters.warmup_factor * step_hint)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=hyperparameters.learning_rate,
+        warmup_steps=warmup_steps,
+        decay_steps=max(step_hint, warmup_steps + 1),
+        end_value=0.0,
+    )
+
+
+def init_optimizer_state(
+    workload: spec.Workload,
+    model_params: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    rng: spec.RandomState,
+) -> spec.OptimizerState:
+    del model_state, rng
+    hyperparameters = resolve_hyperparameters(hyperparameters)
+    transforms = []
+    if getattr(hyperparameters, "grad_clip", None):
+        transforms.append(optax.clip_by_global_norm(hyperparameters.grad_clip))
+    transforms.append(
+        optax.nadamw(
+            learning_rate=learning_rate_schedule(hyperparameters, workload.step_hint),
+            b1=1.0 - hyperparameters.one_minus_beta1,
+            b2=hyperparameters.beta2,
+            eps=1e-8,
+            weight_decay=hyperparameters.weight_decay,
+        )
+    )
+    optimizer = optax.chain(*transforms)
+    return optimizer.init(model_params), optimizer.update
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def train_step(
+    workload: spec.Workload,
+    opt_update_fn: Any,
+    optimizer_state: Any,
+    params: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    batch: dict[str, spec.Tensor],
+    rng: spec.RandomState,
+    label_smoothing: float,
+    dropout_rate: float,
+):
+    """One step: mean loss over valid examples, its gradient, the optax update."""
+
+    def loss_fn(p):
+        logits, new_model_state = workload.model_fn(
+            p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
+            update_batch_norm=True, dropout_rate=dropout_rate,
+        )
+        loss = workload.loss_fn(
+            label_batch=batch["targets"], logits_batch=logits,
+            mask_batch=batch.get("weights"), label_smoothing=label_smoothing,
+        )
+        return loss["summed"] / loss["n_valid_examples"], new_model_state
+
+    (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, optimizer_state = opt_update_fn(grads, optimizer_state, params)
+    return optimizer_state, optax.apply_updates(params, updates), new_model_state, loss, optax.tree.norm(grads)
+
+
+def update_params(
+    workload: spec.Workload,
+    current_param_container: spec.ParameterContainer,
+    current_params_types: spec.ParameterTypeTree,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    batch: dict[str, spec.Tensor],
+    loss_type: spec.LossType,
+    optimizer_state: spec.OptimizerState,
+    eval_results: list[tuple[int, float]],
+    global_step: int,
+    rng: spec.RandomState,
+    train_state: dict[str, Any] | None = None,
+) -> spec.UpdateReturn:
+    del current_params_types, loss_type, eval_results, train_state
+    hyperparameters = resolve_hyperparameters(hyperparameters)
+    state, opt_update_fn = optimizer_state
+    state, params, model_state, loss, grad_norm = train_step(
+        workload, opt_update_fn, state, current_param_container, model_state, batch, rng,
+        getattr(hyperparameters, "label_smoothing", 0.0),
+        getattr(hyperparameters, "dropout_rate", 0.0),
+    )
+    # Arrays, not floats: the runner converts them outside the timed region, so logging
+    # never forces a device sync here.
+    if global_step % 100 == 0 and workload.metrics_logger is not None:
+        workload.metrics_logger.append_scalar_metrics({"loss": loss, "grad_norm": grad_norm}, global_step)
+    return (state, opt_update_fn), params, model_state
+
+
+def prepare_for_eval(
+    workload: spec.Workload,
+    current_param_container: spec.ParameterContainer,
+    current_params_types: spec.ParameterTypeTree,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    loss_type: spec.LossType,
+    optimizer_state: spec.OptimizerState,
+    eval_results: list[tuple[int, float]],
+    global_step: int,
+    rng: spec.RandomState,
+) -> spec.UpdateReturn:
+    del workload, current_params_types, hyperparameters, loss_type, eval_results, global_step, rng
+    return optimizer_state, current_param_container, model_state
+
+
+BATCH_SIZES = {
+    # AlgoPerf's workloads (their baseline batch sizes).
+    "criteo1tb": 262_144, "fastmri": 32, "imagenet_resnet": 1024, "imagenet_vit": 1024,
+    "librispeech_conformer": 256, "librispeech_deepspeech": 256, "ogbg": 512, "wmt": 128,
+    "finewebedu_lm": 64, "mnist": 16, "cifar": 128,
+    # The small suite.
+    "mnist1d": 128, "charlm": 64, "ctr": 256, "molgraph": 64, "translate": 64, "mri": 16, "speech": 32,
+}
+
+
+def get_batch_size(workload_name: str) -> int:
+    if workload_name not in BATCH_SIZES:
+        raise ValueError(f"Unsupported workload name: {workload_name}.")
+    return BATCH_SIZES[workload_name]
+
+
+def data_selection(
+    workload: spec.Workload,
+    input_queue: Iterator[dict[str, spec.Tensor]],
+    optimizer_state: spec.OptimizerState,
+    current_param_container: spec.ParameterContainer,
+    model_state: spec.ModelAuxiliaryState,
+    hyperparameters: spec.Hyperparameters,
+    global_step: int,
+    rng: spec.RandomState,
+) -> dict[str, spec.Tensor]:
+    del workload, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+    return next(input_queue)
