@@ -5,11 +5,18 @@ External tuning draws ``studies x trials`` points from the submission's search s
 points k*T+1 .. (k+1)*T. Self-tuning runs ``studies`` repetitions with no
 hyperparameters and the budget multiplied by ``SELF_TUNING_BUDGET_FACTOR``. Each trial's
 seed is derived from the campaign seed, the study and the trial, so the same command
-gives the same trials. A trial whose directory says it finished is not run again.
+gives the same trials. A trial whose directory says it finished is not run again; one
+that a killed run left unfinished resumes from its checkpoint (``algoperf.trial``).
+
+All trials of a campaign run on one kind of hardware (``hardware_kind``: the hardware
+label, plus the CPU model for CPU trials); a campaign whose trials already ran on one
+kind refuses to go on on another unless told to (``allow_mixed_hardware``). Several
+trials at once, on a cluster, with retries: ``algoperf.scheduler``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from algoperf import tuning
+from algoperf import hardware, tuning
 from algoperf.submission import Submission, SubmissionError
 from algoperf.trial import TrialConfig, TrialObserver, TrialResult, run_trial
 from algoperf.trial_log import TrialLog
@@ -52,6 +59,8 @@ def plan_trials(
         raise ValueError(f"unknown ruleset {ruleset!r}; choose one of {', '.join(RULESETS)}")
     if studies < 1 or trials < 1:
         raise ValueError("--studies and --trials must be at least 1")
+    if budget_factor is not None and not budget_factor > 0:
+        raise ValueError(f"--budget-factor {budget_factor}: give a number > 0 (1.0 = the workload's budget)")
     if ruleset == "self":
         points: list[dict[str, Any] | None] = [hyperparameters] * studies
         trials = 1
@@ -93,6 +102,45 @@ def plan_trials(
     return configs
 
 
+class MixedHardwareError(Exception):
+    """Trials of one campaign would run on different kinds of hardware."""
+
+
+def hardware_kind(hw: dict[str, Any]) -> str:
+    """The kind of hardware a trial ran on, from ``hardware.describe()``.
+
+    Accelerator trials: count and device kind ('1xNVIDIA H100 80GB HBM3'); CPU trials:
+    cores and CPU model ('cpu:2 (AMD EPYC 7763 64-Core Processor)').
+    """
+    label = hardware.hardware_label(hw)
+    return f"{label} ({hw.get('cpu_model', '?')})" if hw.get("platform") == "cpu" else label
+
+
+def recorded_hardware_kinds(configs: Iterable[TrialConfig]) -> set[str]:
+    """The kinds of hardware the campaign's trials ran on so far (their meta data files)."""
+    kinds = set()
+    for config in configs:
+        if not config.path.is_dir():
+            continue
+        for meta_file in config.path.glob("meta_data_*.json"):
+            try:
+                hw = json.loads(meta_file.read_text())["hardware"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            kinds.add(hardware_kind(hw))
+    return kinds
+
+
+def check_hardware(configs: Iterable[TrialConfig], kind: str, allow_mixed: bool = False) -> None:
+    """Raise MixedHardwareError if earlier trials of the campaign ran on another kind than ``kind``."""
+    others = recorded_hardware_kinds(configs) - {kind}
+    if others and not allow_mixed:
+        raise MixedHardwareError(
+            f"this campaign's trials ran on {'; '.join(sorted(others))}, this machine is {kind}: "
+            "run it where it started, use another --experiment-name, or pass --allow-mixed-hardware"
+        )
+
+
 def finished_result(config: TrialConfig) -> dict[str, Any] | None:
     """The recorded result of a trial that already finished, else None."""
     return TrialLog(config.path).read_result() if config.path.exists() else None
@@ -103,8 +151,15 @@ def run_local(
     submission: Submission,
     observer_for: Callable[[TrialConfig], TrialObserver | None] = lambda _: None,
     on_skip: Callable[[TrialConfig, dict[str, Any]], None] = lambda *_: None,
+    allow_mixed_hardware: bool = False,
 ) -> list[TrialResult | dict[str, Any]]:
-    """Run trials one after another in this process; finished ones are skipped."""
+    """Run trials one after another in this process; finished ones are skipped.
+
+    Raises MixedHardwareError before running anything if earlier trials of the campaign
+    ran on another kind of hardware than this process has (unless allowed).
+    """
+    if any(finished_result(c) is None for c in configs):
+        check_hardware(configs, hardware_kind(hardware.describe()), allow_mixed_hardware)
     results: list[TrialResult | dict[str, Any]] = []
     for config in configs:
         done = finished_result(config)

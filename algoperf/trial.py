@@ -24,6 +24,7 @@ waiting (``TrialClock.peek``) only to notice that an eval or the budget may be d
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import traceback
 import types
@@ -34,10 +35,10 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from algoperf import hardware, registry, spec
+from algoperf import checkpoint, hardware, registry, spec
 from algoperf.clock import TrialClock
 from algoperf.submission import Submission, load_submission
-from algoperf.trial_log import TrialLog, trial_dir
+from algoperf.trial_log import RESULT_FILE, TrialLog, trial_dir
 from algoperf.tuning import make_hyperparameters
 
 # Trial outcomes.
@@ -64,6 +65,8 @@ class TrialConfig:
     budget_factor: float = 1.0
     workload_kwargs: dict[str, Any] = field(default_factory=dict)
     ruleset: str = "external"
+    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.checkpoint).
+    checkpoints: bool = True
 
     @property
     def path(self) -> Path:
@@ -180,22 +183,37 @@ def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
     }
 
 
-def run_trial(config: TrialConfig, observer: TrialObserver | None = None, submission: Submission | None = None) -> TrialResult:
+def run_trial(
+    config: TrialConfig,
+    observer: TrialObserver | None = None,
+    submission: Submission | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> TrialResult:
     """Run one trial to its end and write its AlgoPerf-format directory.
 
     Raises ``SubmissionError``/``UnknownNameError`` for a broken setup (before any
     training). An exception raised by submission code during training ends the trial
     as 'failed' with its traceback in the result; the CSV written so far stays valid.
+
+    A trial folder left by a killed attempt (meta data but no trial_result.json) is
+    resumed: from its latest checkpoint if there is one (else from step 0), with
+    ``preemption_count`` = the number of earlier attempts, a new meta_data_<p>.json,
+    and the rows the killed attempt logged after that checkpoint dropped. ``extra_meta``
+    is merged into the meta data (the scheduler records where the trial ran).
     """
     submission = submission or load_submission(config.submission)
     workload = registry.get_workload(config.workload, **config.workload_kwargs)
     hyperparameters = make_hyperparameters(config.hyperparameters)
     batch_size = submission.batch_size_for(workload, config.workload)
     log = TrialLog(config.path)
+    preemption_count, resume_step = _resume_point(config, _identity(config, submission, batch_size))
     log.write_hparams(config.hyperparameters)
     meta = trial_meta(config, submission)
     meta["batch_size"] = batch_size
-    log.write_meta(meta)
+    meta["preemption_count"] = preemption_count
+    meta["resumed_from_step"] = resume_step
+    meta.update(extra_meta or {})
+    log.write_meta(meta, preemption_count=preemption_count)
     if observer:
         observer.on_start(config, meta)
 
@@ -203,20 +221,93 @@ def run_trial(config: TrialConfig, observer: TrialObserver | None = None, submis
     workload.attach_metrics_logger(metrics_logger)
     clock = TrialClock()
     state = _TrialState(config, workload, submission, hyperparameters, batch_size, clock, log, metrics_logger, observer)
+    state.preemption_count = preemption_count
+    if observer is not None and hasattr(observer, "attach_progress"):
+        observer.attach_progress(state.progress)  # optional hook: live step/time for a progress view
     try:
         state.initialise()
+        if resume_step is not None:
+            state.restore()
+            log.write_meta({**meta, "resume": state.resume_info}, preemption_count=preemption_count)
         state.train()
-    except spec.DataNotFoundError:
+    except (spec.DataNotFoundError, checkpoint.CheckpointError):
         raise
     except Exception as e:  # submission code failed: a recorded result, not a lost trial
         state.stop_reason = "error"
         state.error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    finally:
+        state.close()
     result = state.result()
     log.append_submission_metrics(metrics_logger.drain())
     log.write_result(result.to_dict())
     if observer:
         observer.on_end(result)
     return result
+
+
+# A resumed trial replays its input queue up to this many batches to continue at the same
+# data position; beyond it the queue restarts (replaying would cost too long).
+MAX_FAST_FORWARD_BATCHES = 100_000
+
+
+class _CountingIterator:
+    """The train input queue, counting the batches handed out so a resume can skip them."""
+
+    def __init__(self, iterator: Any):
+        self._iterator = iter(iterator)
+        self.count = 0
+
+    def __iter__(self) -> _CountingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self._iterator)
+        self.count += 1
+        return item
+
+    def skip(self, n: int) -> None:
+        for _ in range(n):
+            next(self)
+
+
+def _identity(config: TrialConfig, submission: Submission, batch_size: int) -> dict[str, Any]:
+    """What makes a checkpoint this trial's (as JSON would give it back)."""
+    identity = {"submission_hash": submission.source_hash, "seed": config.seed, "hyperparameters": config.hyperparameters,
+                "workload": config.workload, "workload_kwargs": config.workload_kwargs, "batch_size": batch_size}
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _resume_point(config: TrialConfig, identity: dict[str, Any]) -> tuple[int, int | None]:
+    """(preemption count, checkpoint step or None) for a trial folder.
+
+    A folder with meta data but no trial_result.json was left by a killed attempt: the
+    count is the number of earlier attempts, and what that attempt logged after its last
+    checkpoint (or everything, with no checkpoint) is dropped before this one appends.
+    A checkpoint of another trial (other submission, seed, hyperparameters) is refused
+    before anything is changed.
+    """
+    path = config.path
+    if not path.is_dir() or (path / RESULT_FILE).exists():
+        return 0, None
+    attempts = [int(p.stem.rsplit("_", 1)[1]) for p in path.glob("meta_data_*.json") if p.stem.rsplit("_", 1)[1].isdigit()]
+    if not attempts:
+        return 0, None
+    step = checkpoint.latest_step(path) if config.checkpoints else None
+    if step is not None:
+        reader = checkpoint.Checkpointer(path)
+        try:
+            info = reader.read_info(step)
+        finally:
+            reader.close()
+        found = {k: info.get(k) for k in identity}
+        if found != identity:
+            differs = ", ".join(k for k in identity if found[k] != identity[k])
+            raise checkpoint.CheckpointMismatchError(
+                f"{checkpoint.checkpoint_dir(path)}: the checkpoint belongs to another trial (different {differs}); "
+                f"delete {path} to start this trial over, or run it under another --experiment-name"
+            )
+    checkpoint.truncate_trial_log(path, step or 0)
+    return max(attempts) + 1, step
 
 
 class _TrialState:
@@ -235,6 +326,11 @@ class _TrialState:
         self.error: str | None = None
         self.diverged = False
         self.preemption_count = 0
+        # Resume bookkeeping (algoperf.checkpoint): saved at evals, restored by ``restore``.
+        self.last_eval_at: float | None = None
+        self.resume_info: dict[str, Any] | None = None
+        self._elapsed_before = 0.0
+        self._checkpointer = checkpoint.Checkpointer(config.path) if config.checkpoints else None
 
     def initialise(self) -> None:
         """Data, model and optimizer state (untimed, as in AlgoPerf)."""
@@ -243,7 +339,7 @@ class _TrialState:
         data_rng, opt_init_rng, model_init_rng, self.rng = jax.random.split(rng, 4)
         self.step_keys = StepKeys(self.rng)
         self.step_keys(0)  # compile and fill the first chunk before the clock starts
-        self.input_queue = w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size)
+        self.input_queue = _CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
         self.params, self.model_state = w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate)
@@ -273,8 +369,9 @@ class _TrialState:
     def train(self) -> None:
         w, sub, hp, cfg = self.workload, self.submission, self.hyperparameters, self.config
         clock = self.clock
-        last_eval_at: float | None = None
         clock.start()
+        if self._elapsed_before:  # resumed: total_duration goes on from the checkpoint's
+            clock._started_at -= self._elapsed_before
         while True:
             data_rng, update_rng, prep_rng, eval_rng = self.step_keys(self.global_step)
             batch = sub.data_selection(
@@ -295,11 +392,11 @@ class _TrialState:
             if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
                 training_complete = True
             # Cheap check on the host clock; exact time only once something may be due.
-            if not self._eval_due(clock.peek(), last_eval_at, training_complete):
+            if not self._eval_due(clock.peek(), self.last_eval_at, training_complete):
                 continue
             del batch
             submission_time = clock.charge(wait_for=(self.params, self.optimizer_state, self.model_state))
-            if not self._eval_due(submission_time, last_eval_at, training_complete):
+            if not self._eval_due(submission_time, self.last_eval_at, training_complete):
                 continue
             if submission_time >= self.budget:
                 self.stop_reason = "budget"
@@ -316,7 +413,7 @@ class _TrialState:
                 if submission_time >= self.budget:
                     self.stop_reason = "budget"
                     return
-            last_eval_at = submission_time
+            self.last_eval_at = submission_time
             self._evaluate(eval_rng)
             if self.diverged:
                 self.stop_reason = "diverged"
@@ -327,6 +424,7 @@ class _TrialState:
             if training_complete:
                 self.stop_reason = "max_steps" if cfg.max_steps is not None and self.global_step >= cfg.max_steps else "training_complete"
                 return
+            self.save_checkpoint()  # the trial goes on: a preemption from here resumes here
 
     def _evaluate(self, eval_rng: Any) -> None:
         w, clock = self.workload, self.clock
@@ -361,6 +459,82 @@ class _TrialState:
             if self.observer:
                 self.observer.on_eval(self.global_step, row)
                 self.observer.on_submission_metrics(submission_metrics)
+
+    # --- resume (algoperf.checkpoint) ------------------------------------------------
+    def _checkpoint_trees(self) -> dict[str, Any]:
+        return {"params": self.params, "optimizer_state": self.optimizer_state, "model_state": self.model_state, "rng": self.rng}
+
+    def _identity(self) -> dict[str, Any]:
+        return _identity(self.config, self.submission, self.batch_size)
+
+    def save_checkpoint(self) -> None:
+        """Checkpoint the state the loop goes on from; timed as logging, not charged."""
+        if self._checkpointer is None:
+            return
+        clock = self.clock
+        with clock.excluded("logging"):
+            info = {
+                **self._identity(),
+                "global_step": self.global_step,
+                "accumulated_submission_time": clock.submission_time,
+                "excluded_time": dict(clock.excluded_time),
+                "total_duration": clock.elapsed,
+                "eval_results": [[step, row] for step, row in self.eval_results],
+                "last_eval_at": self.last_eval_at,
+                "time_to_result": self.time_to_result,
+                "validation_reached": self.validation_reached,
+                "test_reached": self.test_reached,
+                "batches_consumed": self.input_queue.count,
+                "preemption_count": self.preemption_count,
+            }
+            self._checkpointer.save(self.global_step, self._checkpoint_trees(), info)
+
+    def restore(self) -> None:
+        """Go on from the latest checkpoint (untimed, like initialisation).
+
+        Restores params, optimizer and model state, the RNG, the step, the clock's
+        accumulated times, the eval results, when the last eval was, and the input
+        queue's position (by drawing and dropping the batches it had given out, unless
+        there are more than ``MAX_FAST_FORWARD_BATCHES``; then the queue restarts from
+        its beginning with the same seed, as AlgoPerf's runner does after a preemption).
+        The steps after the checkpoint are trained again; their time is not charged twice.
+        """
+        # (run_trial checked already that the checkpoint is this trial's: ``_resume_point``.)
+        reader = checkpoint.Checkpointer(self.config.path)
+        try:
+            trees, info = reader.restore(self._checkpoint_trees())
+        finally:
+            reader.close()
+        self.params, self.optimizer_state = trees["params"], trees["optimizer_state"]
+        self.model_state, self.rng = trees["model_state"], trees["rng"]
+        self.global_step = int(info["global_step"])
+        self.step_keys = StepKeys(self.rng)
+        self.step_keys(self.global_step)
+        clock = self.clock
+        clock.submission_time = float(info["accumulated_submission_time"])
+        clock.excluded_time = {k: float(v) for k, v in info["excluded_time"].items()}
+        self._elapsed_before = float(info["total_duration"])
+        self.eval_results = [(int(step), row) for step, row in info["eval_results"]]
+        self.last_eval_at = info["last_eval_at"]
+        self.time_to_result = info["time_to_result"]
+        self.validation_reached, self.test_reached = bool(info["validation_reached"]), bool(info["test_reached"])
+        consumed = int(info["batches_consumed"])
+        skipped = consumed <= MAX_FAST_FORWARD_BATCHES
+        if skipped:
+            self.input_queue.skip(consumed)
+        jax.block_until_ready(self._checkpoint_trees())
+        self.resume_info = {"from_step": self.global_step, "batches_consumed": consumed, "data_position_restored": skipped}
+
+    def progress(self) -> dict[str, Any]:
+        """Where the trial is now (read from another thread by a progress display)."""
+        clock = self.clock
+        running = clock._started_at is not None
+        return {"global_step": self.global_step, "submission_time": clock.peek() if running else clock.submission_time,
+                "budget": self.budget}
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
 
     def result(self) -> TrialResult:
         key = f"validation/{self.workload.target_metric_name}"
