@@ -17,6 +17,7 @@ trials at once, on a cluster, with retries: ``algoperf.scheduler``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 
 from algoperf import hardware, tuning
 from algoperf.submission import Submission, SubmissionError
-from algoperf.trial import TrialConfig, TrialObserver, TrialResult, run_trial
+from algoperf.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
 from algoperf.trial_log import TrialLog
 
 RULESETS = ("external", "self")
@@ -142,8 +143,19 @@ def check_hardware(configs: Iterable[TrialConfig], kind: str, allow_mixed: bool 
 
 
 def finished_result(config: TrialConfig) -> dict[str, Any] | None:
-    """The recorded result of a trial that already finished, else None."""
-    return TrialLog(config.path).read_result() if config.path.exists() else None
+    """The recorded result of a trial that already finished, else None.
+
+    A trial that failed (an exception in submission code) does not count as finished: the
+    user has presumably fixed the submission, so it runs again. Its old folder is kept,
+    moved to ``<workload>_jax/.failed/trial_<n>-<time>`` (hidden from scoring).
+    """
+    done = TrialLog(config.path).read_result() if config.path.exists() else None
+    if done is not None and done.get("status") == FAILED:
+        archive = config.path.parent / ".failed" / f"{config.path.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        archive.parent.mkdir(exist_ok=True)
+        config.path.rename(archive)
+        return None
+    return done
 
 
 def run_local(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import traceback
 import types
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class TrialConfig:
     ruleset: str = "external"
     # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.checkpoint).
     checkpoints: bool = True
+    # Analysis mode, not the benchmark's rule: eval every N steps instead of every
+    # eval_period_time_sec of submission time, so the step at which a target is first
+    # seen does not depend on the machine's speed (reproducibility studies).
+    eval_every_steps: int | None = None
 
     @property
     def path(self) -> Path:
@@ -201,6 +206,8 @@ def run_trial(
     and the rows the killed attempt logged after that checkpoint dropped. ``extra_meta``
     is merged into the meta data (the scheduler records where the trial ran).
     """
+    # Submissions that build on earlier runs (e.g. `refined`) look for them here.
+    os.environ["ALGOPERF_EXPERIMENT_DIR"] = str(Path(config.experiment_dir).resolve())
     submission = submission or load_submission(config.submission)
     workload = registry.get_workload(config.workload, **config.workload_kwargs)
     hyperparameters = make_hyperparameters(config.hyperparameters)
@@ -364,6 +371,8 @@ class _TrialState:
     def _eval_due(self, submission_time: float, last_eval_at: float | None, training_complete: bool) -> bool:
         if last_eval_at is None or training_complete or submission_time >= self.budget:
             return True
+        if self.config.eval_every_steps:
+            return self.global_step % self.config.eval_every_steps == 0
         return submission_time - last_eval_at >= self.workload.eval_period_time_sec
 
     def train(self) -> None:
