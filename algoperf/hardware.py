@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -42,6 +43,23 @@ def gpu_driver() -> str | None:
         return None
 
 
+def nvidia_gpus() -> list[dict[str, str]]:
+    """The NVIDIA GPUs ``nvidia-smi`` lists (name, memory, driver), without initialising CUDA.
+
+    Unlike ``jax.devices()`` this touches no GPU, so it is safe on a node whose GPUs are busy
+    with trials. Empty when nvidia-smi is absent or fails.
+    """
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[field.strip() for field in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+    return [{"name": r[0], "memory": r[1], "driver": r[2]} for r in rows if len(r) == 3]
+
+
 def describe() -> dict[str, Any]:
     """The hardware a trial runs on, as recorded in its metadata."""
     import jax
@@ -69,12 +87,35 @@ def hardware_label(info: dict[str, Any]) -> str:
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     out = {"python": platform.python_version()}
-    for package in ("algoperf", "jax", "jaxlib", "flax", "optax", "numpy"):
+    for package in ("algoperf", "jax", "jaxlib", "flax", "optax", "numpy", "ray", "mlflow"):
         try:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             out[package] = "not installed"
+    record = image_record()
+    if record and record.get("image"):
+        out["image"] = str(record["image"])  # which docker image (docker/Dockerfile) ran it
     return out
+
+
+IMAGE_RECORD_ENV = "ALGOPERF_IMAGE_RECORD"
+DEFAULT_IMAGE_RECORD = "/etc/algoperf/versions.json"
+
+
+def image_record() -> dict[str, Any] | None:
+    """What the docker image recorded at build time (docker/Dockerfile), or None outside one.
+
+    Read from $ALGOPERF_IMAGE_RECORD, else /etc/algoperf/versions.json. An unreadable file
+    gives ``{"error": ...}`` rather than an exception: it is reported, not fatal.
+    """
+    path = Path(os.environ.get(IMAGE_RECORD_ENV) or DEFAULT_IMAGE_RECORD)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": f"{path}: {e}"}
+    return data if isinstance(data, dict) else {"error": f"{path}: not a JSON object"}
 
 
 @functools.cache
