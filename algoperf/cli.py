@@ -110,6 +110,7 @@ def _result_table(results: list[dict[str, Any]]) -> Table:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     submission: Annotated[str, typer.Option("--submission", "-s", help="A built-in submission name, a folder holding submission.py, or a module path.")],
     workload: Annotated[list[str], typer.Option("--workload", "-w", help="Workload name (repeatable).")] = [],  # noqa: B006
     suite: Annotated[str | None, typer.Option(help="Run every workload of a suite (e.g. 'small').")] = None,
@@ -124,12 +125,33 @@ def run(
     data_dir: Annotated[str | None, typer.Option(help="Data folder for workloads that read files (e.g. mnist).")] = None,
     size: Annotated[float, typer.Option(help="Model size multiplier of small-suite workloads (1.0 = as calibrated).")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db).")] = None,
+    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Record every trial in MLflow (see `algoperf ui`).")] = True,
+    executor: Annotated[str, typer.Option(help="local: trials one after another in this process (fastest for one trial); ray: each trial a Ray task in a fresh process, with retries and resume; auto: ray when --address, RAY_ADDRESS or --hardware is given or there is more than one trial, else local.")] = "auto",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (the address `ray start --head` printed); default RAY_ADDRESS, else an embedded Ray sized to this machine.")] = None,
+    hardware: Annotated[str | None, typer.Option(help="What every trial runs on: cpu:N, NxTYPE (1xH100, 8xA100), +cpu:C, @LABEL (docs/cluster.md). Default: all cores of a node, or one GPU.")] = None,
+    allow_mixed_hardware: Annotated[bool, typer.Option("--allow-mixed-hardware", help="Let one campaign's trials run on different kinds of hardware.")] = False,
+    max_retries: Annotated[int, typer.Option(help="Times a trial whose process or node died is retried (it resumes from its checkpoint).")] = 3,
+    budget_factor: Annotated[float | None, typer.Option(help="Multiply each workload's time budget (default: 1.0 external, 1.5 self-tuning as in AlgoPerf v0.6).")] = None,
 ) -> None:
     """Run a submission on workloads under the benchmark's timing rules."""
+    from algoperf import scheduler, suites
+
+    # Ray starts before anything imports JAX (the registry and submissions do).
+    num_trials = len(dict.fromkeys([*workload, *suites.SUITES.get(suite or "", [])])) * studies * (1 if ruleset == "self" else trials)
+    try:
+        use_ray = scheduler.choose_executor(executor, address=address, hardware=hardware, num_trials=num_trials) == "ray"
+        if use_ray and scheduler.connect(address):
+            import ray
+
+            ctx.call_on_close(ray.shutdown)  # also when the command fails; this process may go on (tests)
+    except scheduler.SchedulerError as e:
+        raise fail(str(e)) from e
     from algoperf import registry
-    from algoperf.campaign import plan_trials, run_local
+    from algoperf.campaign import MixedHardwareError, plan_trials, run_local
     from algoperf.spec import DataNotFoundError
     from algoperf.submission import SubmissionError, load_submission
+    from algoperf.tracking.observer import combine_observers
 
     names = _workloads_for(workload, suite)
     try:
@@ -138,7 +160,7 @@ def run(
             loaded, names, ruleset=ruleset, studies=studies, trials=trials, seed=seed,
             experiment_dir=experiment_dir, experiment_name=experiment_name,
             hyperparameters=_parse_hparams(hparams), max_steps=max_steps, data_dir=data_dir,
-            workload_kwargs={"size": size} if size != 1.0 else None,
+            workload_kwargs={"size": size} if size != 1.0 else None, budget_factor=budget_factor,
         )
     except (SubmissionError, ValueError) as e:
         raise fail(str(e)) from e
@@ -146,16 +168,28 @@ def run(
     def observer_for(config):
         info = registry.workload_info(config.workload)
         label = f"{loaded.name} on {config.workload}" + (f" study {config.study_index}" if config.study_index is not None else "") + f" trial {config.trial_index}"
-        return ConsoleObserver(label, f"validation/{info['target_metric_name']}", info["validation_target_value"], info["max_allowed_runtime_sec"] * config.budget_factor)
+        shown = ConsoleObserver(label, f"validation/{info['target_metric_name']}", info["validation_target_value"], info["max_allowed_runtime_sec"] * config.budget_factor)
+        return combine_observers(shown, tracker.observer_for(config)) if tracker else shown
+
+    tracker = _tracker(tracking, tracking_uri, configs, loaded.name, ctx if use_ray else None, address)
 
     def on_skip(config, done):
         console.print(f"{config.path}: already finished ({done['status']}); delete the folder to run it again")
 
     try:
-        results = run_local(configs, loaded, observer_for, on_skip)
+        if use_ray:
+            outcomes = scheduler.run_campaign(
+                configs, hardware=hardware, allow_mixed_hardware=allow_mixed_hardware, max_retries=max_retries,
+                observer_factory=tracker.observer_for if tracker else None, console=console,
+            )
+            results = [o.row() for o in outcomes]
+        else:
+            results = run_local(configs, loaded, observer_for, on_skip, allow_mixed_hardware=allow_mixed_hardware)
     except DataNotFoundError as e:
         raise fail(str(e)) from e
     except SubmissionError as e:
+        raise fail(str(e)) from e
+    except (scheduler.SchedulerError, MixedHardwareError) as e:
         raise fail(str(e)) from e
     rows = []
     for config, r in zip(configs, results, strict=True):
@@ -166,10 +200,13 @@ def run(
     else:
         stdout.print(_result_table(rows))
         console.print(f"Logs (AlgoPerf format): {Path(configs[0].experiment_dir) / configs[0].experiment_name}")
+        if tracker:
+            console.print(f"MLflow: experiment {tracker.experiment_name!r} in {tracker.store_uri or tracker.tracking_uri}; open it with `algoperf ui`", highlight=False)
+    not_ok = ("failed", "error", "refused", "lost")  # error/refused/lost: Ray trials that did not run to their end
     for row in rows:
-        if row["status"] == "failed":
-            console.print(f"[red]{row['workload']} trial {row['trial']} failed:[/] {row['error']}", highlight=False)
-    if any(row["status"] == "failed" for row in rows):
+        if row["status"] in not_ok:
+            console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {row['error']}", highlight=False)
+    if any(row["status"] in not_ok for row in rows):
         raise typer.Exit(1)
 
 
@@ -251,7 +288,108 @@ def data_prepare(
     console.print(f"MNIST is ready in {path}")
 
 
+def _tracker(enabled: bool, uri: str | None, configs: list, submission_name: str, workers_ctx=None, address=None):
+    """The MLflow TrackerFactory of a run (None with --no-tracking).
+
+    With Ray workers (``workers_ctx`` given) a SQLite store is served by a local mlflow
+    server for the command's lifetime: many processes must not write one SQLite file.
+    """
+    if not enabled:
+        return None
+    from algoperf.tracking import (
+        TrackerFactory,
+        TrackingError,
+        ensure_server_for_workers,
+        resolve_tracking_uri,
+        sqlite_path,
+    )
+    from algoperf.tracking.observer import warn
+
+    tracker = None
+    try:
+        store_uri = resolve_tracking_uri(uri)
+        worker_uri = store_uri
+        if workers_ctx is not None and sqlite_path(store_uri) is not None:
+            console.print(f"Starting an MLflow server over {store_uri} for the Ray workers ...", highlight=False)
+            remote = {"host": "0.0.0.0", "advertise_host": _node_ip()} if address else {}
+            worker_uri, server = ensure_server_for_workers(store_uri, **remote)
+            workers_ctx.call_on_close(server.stop)
+        tracker = TrackerFactory(worker_uri, configs[0].experiment_name, store_uri=store_uri)
+        tracker.prepare(configs, submission_name)
+    except TrackingError as e:
+        raise fail(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - store down: trials still run, their observers retry
+        if tracker is None:
+            raise fail(f"MLflow tracking could not be set up ({type(e).__name__}: {e}); pass --no-tracking to run without it") from e
+        warn(f"MLflow store {tracker.tracking_uri} not reachable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+             "the trials run anyway and retry logging")
+    return tracker
+
+
+@app.command()
+def targets(
+    workload: Annotated[str, typer.Argument(help="The workload whose targets to set.")],
+    trials: Annotated[int, typer.Option(help="Search points per target-setting optimizer.")] = 4,
+    reruns: Annotated[int, typer.Option(help="Reruns of the best point (validation target = their median).")] = 5,
+    steps: Annotated[int | None, typer.Option(help="Steps per trial (default: the workload's step_hint).")] = None,
+    optimizers: Annotated[str, typer.Option(help="Comma-separated target-setting submissions.")] = "adamw,nadamw,sgd_nesterov,heavy_ball",
+    seed: Annotated[int, typer.Option(help="Seed of the search and the reruns.")] = 0,
+    experiment_dir: Annotated[Path, typer.Option(help="Where the trials' logs go.")] = Path("experiments/targets"),
+    output: Annotated[Path, typer.Option(help="Where <workload>.json and <workload>.md are written.")] = Path("targets"),
+) -> None:
+    """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/targets.py)."""
+    from algoperf import registry
+    from algoperf.targets import set_targets, write_report
+
+    try:
+        registry.get_workload_class(workload)
+    except registry.UnknownNameError as e:
+        raise fail(str(e)) from e
+    try:
+        report = set_targets(workload, experiment_dir / workload, tuple(optimizers.split(",")), trials, reruns, seed, steps,
+                             log=lambda line: console.print(line, highlight=False))
+    except (ValueError, RuntimeError) as e:
+        raise fail(str(e)) from e
+    json_path, md_path = write_report(report, output)
+    stdout.print_json(json.dumps(report["result"]))
+    console.print(f"wrote {json_path} and {md_path}")
+
+
+@app.command("env")
+def env_command(
+    address: Annotated[str | None, typer.Option(help="Ray cluster whose every node to inspect (default: RAY_ADDRESS; none: this machine only).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI to check (default: $MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
+    jax_on_nodes: Annotated[bool, typer.Option("--jax/--no-jax", help="List cluster nodes' devices with JAX (a CUDA context on each GPU), or with nvidia-smi only (safe while trials run).")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every node's report.")] = 120.0,
+    strict: Annotated[bool, typer.Option(help="Exit with status 1 when there is any warning (mismatched nodes, refused credentials).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """What this machine (and every node of a Ray cluster) runs: devices, versions, image, endpoints."""
+    from algoperf import environment
+
+    try:
+        report = environment.gather(address, tracking_uri, use_jax=jax_on_nodes, timeout_s=timeout)
+    except environment.ClusterError as e:
+        raise fail(str(e)) from e
+    if json_output:
+        stdout.print_json(json.dumps(report))
+    else:
+        environment.print_report(report, stdout)
+    if strict and report["warnings"]:
+        raise typer.Exit(1)
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
 def _register_optional_commands() -> None:
+    from algoperf.tracking.commands import mlflow_app, ui
+
+    app.command("ui")(ui)
+    app.add_typer(mlflow_app, name="mlflow")
     try:
         from algoperf.scoring.command import score
     except ImportError:
