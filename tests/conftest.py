@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 NADAMW = REPO / "submissions" / "nadamw"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tracking_store_outside_the_repo(tmp_path_factory):
+    """CLI runs track by default into ./mlflow.db: point them at a throwaway store instead.
+
+    Tests of the default store clear the variable themselves.
+    """
+    if "MLFLOW_TRACKING_URI" in os.environ:
+        yield
+        return
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture
