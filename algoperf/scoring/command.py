@@ -1,11 +1,15 @@
 """``algoperf score``: benchmark scores of AlgoPerf-format logs, with uncertainty.
 
+Inputs are log trees (``--logs``) and MLflow campaigns (``--experiment``, read with
+:func:`algoperf.tracking.read_campaign`), in any mix; the scores of campaigns read from
+MLflow are logged back onto them (:func:`algoperf.tracking.log_scores`).
 Registered by the CLI as ``app.command("score")(score)``.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -57,15 +61,45 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
 
 def score(
     logs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--logs",
             help="Log tree: DIR/<submission>/study_<k>/<workload>_<jax|pytorch>/trial_<n>/"
             "eval_measurements.csv, or an experiment directory (no study level). Repeatable. "
-            "Prefix self: or external: to set the tree's ruleset.",
+            "Prefix self: or external: to set the tree's ruleset. --logs or --experiment "
+            "(or both) is required.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    experiments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiment",
+            help="MLflow experiment (a campaign) to score from MLflow alone: its trial runs' "
+            "metric histories. Repeatable; mixes with --logs. Each trial's ruleset tag "
+            "decides its profile. The scores are logged back onto it as a 'score' run "
+            "(see --no-log-back).",
+            show_default=False,
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            help="MLflow store of --experiment (default: $MLFLOW_TRACKING_URI, else "
+            "sqlite:///./mlflow.db).",
+            show_default=False,
+        ),
+    ] = None,
+    log_back: Annotated[
+        bool,
+        typer.Option(
+            "--log-back/--no-log-back",
+            help="After scoring --experiment campaigns, record on each a 'score' run "
+            "(algoperf.kind=score: scores, intervals, times, options, CSV/JSON and profile "
+            "plots), replacing the previous one, and tag its study runs with their score.",
+        ),
+    ] = True,
     targets: Annotated[
         Path | None,
         typer.Option(
@@ -80,8 +114,8 @@ def score(
         typer.Option(
             "--ruleset",
             help="external or self, for trees without a prefix. Default: from the folder name "
-            "when it says self_tuning/external_tuning, else external. Rulesets are never "
-            "mixed in one profile.",
+            "when it says self_tuning/external_tuning, else external. With --experiment: "
+            "score only that ruleset's trials. Rulesets are never mixed in one profile.",
             show_default=False,
         ),
     ] = None,
@@ -174,13 +208,18 @@ def score(
     ] = False,
     digits: Annotated[int, typer.Option("--digits", help="Decimals of printed scores.")] = 4,
 ) -> None:
-    """Score AlgoPerf-format logs: performance profiles, benchmark scores, intervals."""
+    """Score AlgoPerf-format logs or MLflow campaigns: profiles, benchmark scores, intervals.
+
+    From MLflow (--experiment) the results go back onto each campaign unless --no-log-back.
+    """
     warn = _Warnings()
     try:
         if not 0 <= digits <= 12:
             raise ScoringError(f"--digits must be between 0 and 12, not {digits}")
-        reports = _run(
-            logs=logs,
+        scored = _run(
+            logs=logs or [],
+            experiments=experiments or [],
+            tracking_uri=tracking_uri,
             targets_path=targets,
             default_ruleset=ruleset,
             options_kw={
@@ -201,6 +240,7 @@ def score(
             resample=_choice("--resample", resample, LEVELS),
             warn=warn,
         )
+        reports = scored.reports
         if output is not None:
             try:
                 paths = write_outputs(reports, output, digits)
@@ -215,19 +255,126 @@ def score(
         sys.stdout.flush()
         if output is not None:
             typer.echo(f"wrote {len(paths)} files to {output}", err=True)
-        return
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=200)
-    for rep in reports:
-        render(rep, console, digits)
-    if output is not None:
-        console.print(f"wrote {', '.join(p.name for p in paths)} to {output}")
+    else:
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+            console = Console(width=200)
+        for rep in reports:
+            render(rep, console, digits)
+        if output is not None:
+            console.print(f"wrote {', '.join(p.name for p in paths)} to {output}")
+    if log_back and scored.campaigns:
+        # After printing: a store failing now loses no result, it only misses the copy.
+        _log_back(scored, digits, say=lambda m: typer.echo(m, err=as_json))
+
+
+@dataclass
+class _Scored:
+    """What ``_run`` scored, and from where (for logging the scores back)."""
+
+    reports: list[RulesetReport]
+    tracking_uri: str | None = None
+    campaigns: dict[str, set[str]] = field(default_factory=dict)  # experiment -> rulesets
+    sources: dict[str, list[str]] = field(default_factory=dict)  # ruleset -> what was scored
+    targets_source: str | None = None
+
+
+def _tracking_failure(uri: str, exc: Exception, doing: str) -> str:
+    from algoperf.tracking.uri import display_uri
+
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return (
+        f"{doing} {display_uri(uri)} failed ({type(exc).__name__}: {first}); check that the "
+        "store is up, or pass --tracking-uri"
+    )
+
+
+def _read_experiment(uri: str, name: str, ruleset: str | None, warn: _Warnings) -> list[TrialLog]:
+    """The trial records of MLflow experiment ``name``, as :class:`ScoringError` on failure."""
+    from algoperf.tracking import TrackingError, read_campaign
+    from algoperf.tracking.uri import display_uri
+
+    try:
+        records = read_campaign(uri, name, warn=warn)
+    except TrackingError as exc:
+        raise ScoringError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the store failed: one line, not a traceback
+        doing = f"reading experiment {name!r} from"
+        raise ScoringError(_tracking_failure(uri, exc, doing)) from None
+    if not records:
+        raise ScoringError(
+            f"MLflow experiment {name!r} in {display_uri(uri)} holds no trial runs "
+            "(algoperf.kind=trial): record a campaign with `algoperf run` or import its logs "
+            "with `algoperf mlflow import DIR`"
+        )
+    if ruleset is not None:
+        held = sorted({r.ruleset for r in records})
+        records = [r for r in records if r.ruleset == ruleset]
+        if not records:
+            raise ScoringError(
+                f"MLflow experiment {name!r} holds no {ruleset} tuning trials (it holds "
+                f"{', '.join(held)}): drop --ruleset or pick another"
+            )
+    return records
+
+
+def _log_back(scored: _Scored, digits: int, say) -> None:
+    """Each campaign's rulesets' scores onto it as a score run; exit 1 if the store fails."""
+    from shlex import quote
+
+    from algoperf.tracking import TrackingError, log_scores
+    from algoperf.tracking.server import runs_page_url
+    from algoperf.tracking.uri import display_uri, is_http
+
+    uri = scored.tracking_uri
+    assert uri is not None
+    for name, rulesets in scored.campaigns.items():
+        for rep in scored.reports:
+            if rep.ruleset not in rulesets:
+                continue
+            try:
+                logged = log_scores(
+                    uri,
+                    name,
+                    rep,
+                    sources=scored.sources.get(rep.ruleset, ()),
+                    targets_source=scored.targets_source,
+                    digits=digits,
+                )
+            except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+                text = (
+                    str(exc)
+                    if isinstance(exc, TrackingError)
+                    else _tracking_failure(
+                        uri, exc, f"logging the scores onto experiment {name!r} in"
+                    )
+                )
+                typer.echo(
+                    f"error: scores computed (above) but not logged back to MLflow: {text}; "
+                    "run the command again to log them, or pass --no-log-back",
+                    err=True,
+                )
+                raise typer.Exit(code=1) from None
+            if is_http(uri):
+                where = runs_page_url(uri, logged.experiment_id)
+            else:
+                here = uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+                where = f"{display_uri(uri)} (view with `algoperf ui --experiment {quote(name)}" + (
+                    "`)" if here else f" --tracking-uri {display_uri(uri)}`)"
+                )
+            say(
+                f"MLflow: {rep.ruleset} tuning scores logged onto experiment {name!r} as run "
+                f"{logged.run_id}"
+                + (f" (replacing {logged.replaced} older)" if logged.replaced else "")
+                + f": {where}"
+            )
 
 
 def _run(
     *,
     logs: list[str],
+    experiments: list[str],
+    tracking_uri: str | None,
     targets_path: Path | None,
     default_ruleset: str | None,
     options_kw: dict,
@@ -237,9 +384,12 @@ def _run(
     confidence: float,
     resample: str,
     warn: _Warnings,
-) -> list[RulesetReport]:
-    if not logs:
-        raise ScoringError("give at least one log tree with --logs DIR")
+) -> _Scored:
+    if not logs and not experiments:
+        raise ScoringError(
+            "nothing to score: give a log tree with --logs DIR or an MLflow campaign with "
+            "--experiment NAME (both repeatable, and they mix)"
+        )
     if default_ruleset is not None:
         default_ruleset = _choice("--ruleset", default_ruleset, RULESETS)
     if options_kw["benchmark_version"] is not None:
@@ -254,8 +404,21 @@ def _run(
     if not 0 < confidence < 1:
         raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
 
+    scored = _Scored(reports=[])
     by_ruleset: dict[str, list[TrialLog]] = {}
-    origin: dict[tuple[str, str], Path] = {}
+    origin: dict[tuple[str, str], str] = {}
+
+    def add(rs: str, records: list[TrialLog], label: str) -> None:
+        for sub in dict.fromkeys(r.submission for r in records):
+            if (rs, sub) in origin:
+                raise ScoringError(
+                    f"submission {sub!r} is in both {origin[rs, sub]} and {label} "
+                    f"({rs} tuning): score them in separate runs (or rename one folder)"
+                )
+            origin[rs, sub] = label
+        by_ruleset.setdefault(rs, []).extend(records)
+        scored.sources.setdefault(rs, []).append(label)
+
     for spec in logs:
         prefix, path = _split_logs_arg(spec)
         rs = prefix or default_ruleset or infer_ruleset(path)
@@ -263,15 +426,30 @@ def _run(
             rs = "external"
         elif prefix is None and default_ruleset is None:
             warn(f"scoring {path} as {rs} tuning (from its folder name; --ruleset overrides)")
-        records = read_logs(path, rs, warn=warn)
-        for sub in dict.fromkeys(r.submission for r in records):
-            if (rs, sub) in origin:
+        add(rs, read_logs(path, rs, warn=warn), str(path))
+
+    if experiments:
+        from algoperf.tracking import TrackingError, check_store, resolve_tracking_uri
+
+        try:
+            uri = resolve_tracking_uri(tracking_uri)
+            check_store(uri)
+        except TrackingError as exc:
+            raise ScoringError(str(exc)) from None
+        scored.tracking_uri = uri
+        for name in dict.fromkeys(experiments):
+            records = _read_experiment(uri, name, default_ruleset, warn)
+            rulesets = dict.fromkeys(r.ruleset for r in records)
+            unknown = [rs for rs in rulesets if rs not in RULESETS]
+            if unknown:
                 raise ScoringError(
-                    f"submission {sub!r} is in both {origin[rs, sub]} and {path} "
-                    f"({rs} tuning): score them in separate runs or rename one folder"
+                    f"MLflow experiment {name!r} has trials of ruleset {unknown[0]!r} "
+                    f"(tag algoperf.ruleset); scoring knows {', '.join(RULESETS)}: pass "
+                    "--ruleset to score only one of those"
                 )
-            origin[rs, sub] = path
-        by_ruleset.setdefault(rs, []).extend(records)
+            for rs in rulesets:
+                add(rs, [r for r in records if r.ruleset == rs], f"MLflow experiment {name!r}")
+            scored.campaigns[name] = set(rulesets)
 
     targets: Targets | None
     if targets_path is not None:
@@ -281,7 +459,8 @@ def _run(
         if targets is None:
             targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
 
-    reports = []
+    scored.targets_source = targets.source
+    reports = scored.reports
     for rs in RULESETS:
         if rs not in by_ruleset:
             continue
@@ -303,4 +482,4 @@ def _run(
                 or targets.benchmark_version,
             )
         )
-    return reports
+    return scored

@@ -9,18 +9,25 @@ Layouts understood (``DIR`` is what ``--logs`` names):
 * either of those for a single submission: ``DIR`` itself holds the ``study_<k>`` or the
   ``<workload>_<framework>`` folders (the submission is then named after ``DIR``).
 
+A submission is named after its folder, except where its trials record their submission
+(our trial folders: ``"submission"`` in ``meta_data_<p>.json`` or ``trial_result.json``):
+then the recorded name is used, as MLflow's ``algoperf.submission`` tag does, so the
+experiment folder ``nadamw_external`` scores as ``nadamw`` from files and from MLflow alike.
+
 Files other than ``eval_measurements.csv`` and hidden folders are ignored; any other
 folder where one of the above is expected is an error naming its path. A trial folder
 without ``eval_measurements.csv`` (a run that died before its first eval) becomes a trial
 with no evals, which never reaches a target, and a warning.
 
-Another source (MLflow, later) only has to produce the same records.
+Another source only has to produce the same records, as MLflow's does
+(:func:`algoperf.tracking.read_campaign`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +44,10 @@ TIME_COLUMN = "accumulated_submission_time"
 _STUDY = re.compile(r"study_(\d+)")
 _TRIAL = re.compile(r"trial_(\d+)")
 _WORKLOAD = re.compile(r"(.+)_(jax|pytorch)")
+_META = re.compile(r"meta_data_(\d+)\.json")
+# Trial folders of a submission folder probed for a recorded submission name: our trials
+# all record it, so the first one answers; AlgoPerf trees cost a few directory listings.
+_NAME_PROBES = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,7 +322,7 @@ def read_logs(
     thread parses them in order as they arrive; files parsed before in this process
     and unchanged since (same mtime and size) are not parsed again.
     """
-    items = discover(root)
+    items = _recorded_names(discover(root), warn)
     seen: dict[tuple[str, int, str, int], _TrialFile] = {}
     for it in items:
         key = (it.submission, it.study, it.workload, it.trial)
@@ -331,6 +342,71 @@ def read_logs(
                 warn(warning)
             records.append(record)
     return records
+
+
+def recorded_submission(trial_folder: str | Path) -> str | None:
+    """The submission name a trial folder records, or None (AlgoPerf's logs record none).
+
+    Ours write ``"submission"`` into ``meta_data_<p>.json`` (the lowest p is read first)
+    and ``trial_result.json``; unreadable or absent files are skipped.
+    """
+    folder = Path(trial_folder)
+    try:
+        metas = sorted(
+            (int(m[1]), folder / name)
+            for name in os.listdir(folder)
+            if (m := _META.fullmatch(name))
+        )
+    except OSError:
+        return None
+    for path in [p for _, p in metas] + [folder / "trial_result.json"]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        name = data.get("submission") if isinstance(data, dict) else None
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return None
+
+
+def _recorded_names(
+    items: list[_TrialFile], warn: Callable[[str], None] | None
+) -> list[_TrialFile]:
+    """``items`` with each submission folder renamed to the submission its trials record.
+
+    Two folders recording the same submission (one submission run as two campaigns)
+    keep their folder names, with a warning: merging them would mix their studies.
+    """
+    by_folder: dict[str, list[_TrialFile]] = {}
+    for it in items:
+        by_folder.setdefault(it.submission, []).append(it)
+    final: dict[str, str] = {}
+    for folder, trials in by_folder.items():
+        recorded = None
+        for it in trials[:_NAME_PROBES]:
+            recorded = recorded_submission(it.path)
+            if recorded is not None:
+                break
+        final[folder] = recorded or folder
+    counts: dict[str, int] = {}
+    for name in final.values():
+        counts[name] = counts.get(name, 0) + 1
+    for folder, name in final.items():
+        if name != folder and counts[name] > 1:
+            final[folder] = folder
+            if warn is not None:
+                warn(
+                    f"folder {folder!r} records submission {name!r}, a name another folder "
+                    f"also scores under: {folder!r} keeps its folder name (score one campaign "
+                    "per run to use the recorded name)"
+                )
+    if all(name == folder for folder, name in final.items()):
+        return items
+    return [
+        _TrialFile(final[it.submission], it.study, it.workload, it.framework, it.trial, it.path)
+        for it in items
+    ]
 
 
 def infer_ruleset(root: str | Path) -> str | None:

@@ -9,6 +9,7 @@
 * :mod:`~algoperf.tracking.importer`: AlgoPerf-format trial folders (ours or anyone's)
   into the same runs.
 * :mod:`~algoperf.tracking.readback`: runs back into scoring records.
+* :mod:`~algoperf.tracking.scores`: scores back onto the campaign (a ``score`` run).
 * :mod:`~algoperf.tracking.server`: a local ``mlflow server`` (``algoperf ui``, workers).
 
 MLflow itself is imported only when something is logged or read.
@@ -17,6 +18,7 @@ MLflow itself is imported only when something is logged or read.
 from algoperf.tracking.importer import ImportReport, import_logs
 from algoperf.tracking.observer import MlflowObserver, TrackerFactory, combine_observers
 from algoperf.tracking.readback import read_campaign
+from algoperf.tracking.scores import ScoreRun, check_store, log_scores
 from algoperf.tracking.server import MlflowServer, ensure_server_for_workers, runs_page_url
 from algoperf.tracking.uri import TrackingError, resolve_tracking_uri, sqlite_path
 
@@ -24,11 +26,14 @@ __all__ = [
     "ImportReport",
     "MlflowObserver",
     "MlflowServer",
+    "ScoreRun",
     "TrackerFactory",
     "TrackingError",
+    "check_store",
     "combine_observers",
     "ensure_server_for_workers",
     "import_logs",
+    "log_scores",
     "read_campaign",
     "resolve_tracking_uri",
     "runs_page_url",
