@@ -1,0 +1,220 @@
+"""criteo1tb: click-through prediction on the Criteo 1TB logs with DLRM-small (AlgoPerf v0.6).
+
+Constants are AlgoPerf's JAX ones (eval batch size 131,072). Target metric: validation
+log-loss (mean sigmoid cross-entropy over the split), lower is better.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from algoperf import jax_sharding_utils, losses, param_utils, spec
+
+from . import input_pipeline
+from .model import NUM_DENSE, NUM_SPARSE, DLRMResNet, DlrmSmall
+
+
+def _seed(rng: spec.RandomState) -> int:
+    if isinstance(rng, int | np.integer):
+        return int(rng)
+    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
+    return int(np.asarray(data).ravel()[0])
+
+
+class Criteo1TbDlrmSmallWorkload(spec.Workload):
+    """DLRM-small on Criteo 1TB; batches {'inputs' [B, 39], 'targets' [B], 'weights' [B]}."""
+
+    name = "criteo1tb"
+    description = "Criteo 1TB click logs, DLRM-small (4.2M x 128 shared table), log-loss"
+    data_source = "download"
+
+    vocab_size = 4_194_304
+    embed_dim = 128
+    use_layer_norm = False
+    embedding_init_scale: float | None = None  # None: 1 / sqrt(vocab_size)
+    use_resnet = False
+
+    target_metric_name = "loss"
+    loss_type = spec.LossType.SIGMOID_CROSS_ENTROPY
+    validation_target_value = 0.123735
+    test_target_value = 0.126041
+    max_allowed_runtime_sec = 7_703.0
+    eval_period_time_sec = 120.0
+    step_hint = 10_666
+    num_train_examples = 4_195_197_692
+    num_validation_examples = 83_274_637
+    num_test_examples = 95_000_000
+    eval_batch_size = 131_072
+    # num_validation_examples rounded up to a multiple of eval_batch_size (636 batches).
+    num_eval_train_examples = math.ceil(83_274_637 / 131_072) * 131_072
+    default_dropout_rate = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hash_fn = None  # injectable for tests
+
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        if self.use_resnet:
+            return DLRMResNet(vocab_size=self.vocab_size, embed_dim=self.embed_dim)
+        return DlrmSmall(
+            vocab_size=self.vocab_size,
+            embed_dim=self.embed_dim,
+            use_layer_norm=self.use_layer_norm,
+            embedding_init_scale=self.embedding_init_scale,
+        )
+
+    # --- model ---------------------------------------------------------------------
+    def is_output_params(self, param_key: spec.ParameterKey) -> bool:
+        return param_key == "Dense_7"
+
+    def init_model_fn(self, rng, dropout_rate=None, aux_dropout_rate=None) -> spec.ModelInitState:
+        """Params (no model state). The 4.2M x 128 table is 2 GiB: it is replicated like
+        every parameter (it fits a GPU; sharding is the submission's choice)."""
+        del dropout_rate, aux_dropout_rate
+        x = jnp.zeros((2, NUM_DENSE + NUM_SPARSE), jnp.float32)
+        params = jax.jit(functools.partial(self.model.init, train=False))(rng, x)["params"]
+        self._param_shapes = param_utils.param_shapes(params)
+        types = param_utils.param_types(params)
+        types["embedding_table"] = spec.ParameterType.EMBEDDING
+        self._param_types = types
+        return params, None
+
+    def model_fn(
+        self,
+        params: spec.ParameterContainer,
+        augmented_and_preprocessed_input_batch: dict[str, spec.Tensor],
+        model_state: spec.ModelAuxiliaryState,
+        mode: spec.ForwardPassMode,
+        rng: spec.RandomState,
+        update_batch_norm: bool,
+        dropout_rate: float | None = None,
+    ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
+        """Logits [B, 1]; dropout (before the output layer) only in TRAIN mode."""
+        del update_batch_norm
+        rate = self.default_dropout_rate if dropout_rate is None else dropout_rate
+        train = mode == spec.ForwardPassMode.TRAIN
+        logits = self.model.apply(
+            {"params": params},
+            augmented_and_preprocessed_input_batch["inputs"],
+            train=train,
+            dropout_rate=rate,
+            rngs={"dropout": rng} if train else None,
+        )
+        return logits, model_state
+
+    def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0) -> dict[str, spec.Tensor]:
+        """Per example -[y log s(z) + (1 - y) log s(-z)] on [B]; n_valid = mask sum (or B)."""
+        batch_size = label_batch.shape[0]
+        return losses.sigmoid_cross_entropy(
+            jnp.reshape(label_batch, (batch_size,)),
+            jnp.reshape(logits_batch, (batch_size,)),
+            mask_batch,
+            label_smoothing,
+        )
+
+    # --- data ----------------------------------------------------------------------
+    def _build_input_queue(
+        self,
+        data_rng,
+        split,
+        data_dir,
+        global_batch_size,
+        cache=None,
+        repeat_final_dataset=None,
+        num_batches=None,
+    ) -> Iterator[dict[str, Any]]:
+        files = input_pipeline.split_files(data_dir, split)  # raises DataNotFoundError now
+        train_like = split in ("train", "eval_train")
+        batches = input_pipeline.batches(
+            files,
+            global_batch_size,
+            shuffle_seed=_seed(data_rng) if train_like else None,
+            repeat=split == "train" or bool(repeat_final_dataset),
+            drop_remainder=split == "train",
+            hash_fn=self._hash_fn,
+        )
+        return self._placed(batches, split, num_batches)
+
+    @staticmethod
+    def _placed(batches, split, num_batches) -> Iterator[dict[str, Any]]:
+        sharding = jax_sharding_utils.get_batch_dim_sharding()
+        for i, batch in enumerate(batches):
+            if num_batches is not None and i >= num_batches:
+                return
+            if split == "train":
+                batch = {k: v for k, v in batch.items() if k != "weights"}
+            yield jax.device_put(batch, sharding)
+
+    # --- evaluation ----------------------------------------------------------------
+    @functools.cached_property
+    def _eval_step(self):
+        def step(params, batch):
+            logits, _ = self.model_fn(params, batch, None, spec.ForwardPassMode.EVAL, None, False)
+            return self.loss_fn(batch["targets"], logits, batch["weights"])["summed"]
+
+        return jax.jit(step)
+
+    def _eval_model_on_split(
+        self, split, num_examples, global_batch_size, params, model_state, rng, data_dir, global_step=0
+    ) -> dict[str, float]:
+        """{'loss': sum of per-example log-losses (float64 on the host) / num_examples}.
+
+        eval_train keeps one iterator for the run (each evaluation reads the next chunk of
+        the shuffled train files, as the reference's re-shuffled eval_train does);
+        validation and test are read whole, in order, at every evaluation.
+        """
+        del model_state, global_step
+        num_batches = math.ceil(num_examples / global_batch_size)
+        if split == "eval_train":
+            if split not in self._eval_iters:
+                self._eval_iters[split] = self._build_input_queue(
+                    rng, split, data_dir, global_batch_size, repeat_final_dataset=True
+                )
+            it = self._eval_iters[split]
+        else:
+            it = self._build_input_queue(rng, split, data_dir, global_batch_size, num_batches=num_batches)
+        pending = [self._eval_step(params, batch) for _, batch in zip(range(num_batches), it, strict=False)]
+        total = float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
+        return {"loss": total / num_examples}
+
+
+class Criteo1TbDlrmSmallLayerNormWorkload(Criteo1TbDlrmSmallWorkload):
+    """Variant: a LayerNorm after every hidden ReLU and over the embeddings."""
+
+    name = "criteo1tb_layernorm"
+    base_workload = "criteo1tb"
+    description = "Criteo 1TB, DLRM-small with LayerNorm, log-loss"
+    use_layer_norm = True
+    validation_target_value = 0.123757
+    test_target_value = 0.126152
+
+
+class Criteo1TbDlrmSmallResNetWorkload(Criteo1TbDlrmSmallWorkload):
+    """Variant: DLRM-ResNet (residual 256-wide MLPs, no dot interaction)."""
+
+    name = "criteo1tb_resnet"
+    base_workload = "criteo1tb"
+    description = "Criteo 1TB, DLRM-ResNet, log-loss"
+    use_resnet = True
+    validation_target_value = 0.12415
+    test_target_value = 0.12648
+
+
+class Criteo1TbDlrmSmallEmbedInitWorkload(Criteo1TbDlrmSmallWorkload):
+    """Variant: embedding table initialised U[0, 1) (scale 1 instead of 1/2048)."""
+
+    name = "criteo1tb_embed_init"
+    base_workload = "criteo1tb"
+    description = "Criteo 1TB, DLRM-small with U[0,1) embedding init, log-loss"
+    embedding_init_scale = 1.0
+    validation_target_value = 0.129657
+    test_target_value = 0.131967  # marked TODO in the reference code
