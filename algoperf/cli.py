@@ -221,14 +221,13 @@ def workloads(json_output: Annotated[bool, typer.Option("--json", help="Print JS
             info["num_params"] = _num_params(info["name"])
         stdout.print_json(json.dumps(infos))
         return
-    table = Table(title="Workloads")
-    for column in ("name", "metric", "validation target", "test target", "budget (s)", "eval period (s)", "step hint", "data", "description"):
-        table.add_column(column)
+    table = Table(title="Workloads (descriptions: --json)")
+    for column in ("name", "metric", "validation target", "test target", "budget (s)", "eval period (s)", "step hint", "data"):
+        table.add_column(column, no_wrap=column == "name")
     for i in infos:
         table.add_row(
-            i["name"], i["target_metric_name"], str(i["validation_target_value"]), str(i["test_target_value"]),
-            f"{i['max_allowed_runtime_sec']:g}", f"{i['eval_period_time_sec']:g}", str(i["step_hint"]),
-            i["data_source"], i["description"],
+            i["name"], i["target_metric_name"], f"{i['validation_target_value']:.6g}", f"{i['test_target_value']:.6g}",
+            f"{i['max_allowed_runtime_sec']:g}", f"{i['eval_period_time_sec']:g}", str(i["step_hint"]), i["data_source"],
         )
     stdout.print(table)
 
