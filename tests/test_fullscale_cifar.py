@@ -1,0 +1,133 @@
+"""cifar (ResNet-18): architecture parity, constants, the pickle reader, augmentation, and one
+train step and one eval through the real pipeline on small pickle files in the official format.
+
+Full-size ResNet-18 is only built with ``jax.eval_shape``; computation uses the same module
+class with 4 base filters.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algoperf import param_utils, registry, spec
+from algoperf.workloads.cifar import input_pipeline
+
+
+def write_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
+    """data_batch_1..5 and test_batch in cifar-10-batches-py/, as the official archive has them."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    written = {}
+    for name in (*input_pipeline.TRAIN_FILES, input_pipeline.TEST_FILE):
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": []}, f)
+        written[name] = data
+    return written
+
+
+def test_resnet18_parameter_count_matches_the_spec_sheet():
+    w = registry.get_workload("cifar")
+    params, state = jax.eval_shape(lambda: w.init_model_fn(jax.random.PRNGKey(0)))
+    assert param_utils.num_params(params) == 11_173_962
+    assert len(jax.tree.leaves(params)) == 62
+    # G5 fixed: model_state is the real batch_stats (9,600 values), not a copy of the params.
+    assert list(state) == ["batch_stats"] and param_utils.num_params(state) == 9_600
+    assert params["Dense_0"]["kernel"].shape == (512, 10) and w.is_output_params("Dense_0")
+
+
+def test_constants_are_algoperfs():
+    w = registry.get_workload("cifar")
+    assert (w.validation_target_value, w.test_target_value) == (0.85, 0.85)
+    assert (w.max_allowed_runtime_sec, w.eval_period_time_sec, w.step_hint) == (3600, 600, 4883)
+    assert (w.eval_batch_size, w.num_eval_train_examples) == (1024, 5120)
+    assert (w.num_train_examples, w.num_validation_examples, w.num_test_examples) == (45_000, 5_000, 10_000)
+    assert w.loss_type == spec.LossType.SOFTMAX_CROSS_ENTROPY and w.data_source == "download"
+
+
+def test_pickle_reader_layout_and_splits(tmp_path):
+    written = write_cifar(tmp_path)
+    splits = input_pipeline.load(tmp_path)
+    assert len(splits["train"]["targets"]) == 18 and len(splits["validation"]["targets"]) == 2  # 9:1 of 20
+    assert splits["test"]["images"].shape == (4, 32, 32, 3)
+    # Row layout: 1024 red, then 1024 green, then 1024 blue values, each 32x32 row-major.
+    row = written["data_batch_1"][1]
+    assert splits["train"]["images"][1, 2, 5].tolist() == [row[2 * 32 + 5], row[1024 + 2 * 32 + 5], row[2048 + 2 * 32 + 5]]
+    # Validation is the tail of the training files (data_batch_5's last two rows).
+    np.testing.assert_array_equal(splits["validation"]["images"][1], written["data_batch_5"][3].reshape(3, 32, 32).transpose(1, 2, 0))
+
+
+def test_normalize_and_augment_by_hand():
+    image = np.full((1, 32, 32, 3), 255, np.uint8)
+    expected = (1.0 - np.array(input_pipeline.MEAN)) / np.array(input_pipeline.STDDEV)
+    np.testing.assert_allclose(input_pipeline.normalize(image)[0, 0, 0], expected, rtol=1e-6)
+    # Augmented images are 32x32 windows of the image zero-padded by 2 px (JAX reference, G2),
+    # possibly mirrored: every crop keeps at least 30 of 32 rows of real pixels.
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (64, 32, 32, 3), dtype=np.uint8)
+    out = input_pipeline.augment(images, np.random.default_rng(1))
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = set()
+    for i in range(64):
+        matches = [(t, lf, fl) for t in range(5) for lf in range(5) for fl in (False, True)
+                   if np.array_equal((padded[i, t:t + 32, lf:lf + 32][:, ::-1] if fl else padded[i, t:t + 32, lf:lf + 32]), out[i])]
+        assert matches, f"example {i} is not a padded crop"
+        offsets.add(matches[0])
+    assert len(offsets) > 10  # offsets and flips vary per example
+
+
+def test_missing_or_bad_data_gives_a_clear_error(tmp_path):
+    w = registry.get_workload("cifar")
+    with pytest.raises(spec.DataNotFoundError, match="--data-dir"):
+        w._build_input_queue(jax.random.PRNGKey(0), "train", None, 8)
+    with pytest.raises(spec.DataNotFoundError, match="cifar-10-batches-py"):
+        w._build_input_queue(jax.random.PRNGKey(0), "train", str(tmp_path), 8)
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"garbage")
+    with pytest.raises(spec.DataNotFoundError, match="not a CIFAR-10 python batch"):
+        input_pipeline.load(tmp_path)
+
+
+@pytest.mark.slow  # compiles a (small) ResNet: 10-60 s on 2 busy cores
+def test_train_step_and_eval_through_the_real_pipeline(tmp_path):
+    write_cifar(tmp_path)
+    w = registry.get_workload("cifar")
+    w._model = w.model.clone(num_filters=4, stage_sizes=(1, 1, 1, 1))
+    w.num_validation_examples = 2
+    params, state = w.init_model_fn(jax.random.PRNGKey(0))
+    queue = w._build_input_queue(jax.random.PRNGKey(1), "train", str(tmp_path), 4)
+    batch = next(queue)
+    assert batch["inputs"].shape == (4, 32, 32, 3) and "weights" not in batch
+
+    @jax.jit
+    def step(p, s, b):
+        def loss(q):
+            logits, s2 = w.model_fn(q, b, s, spec.ForwardPassMode.TRAIN, None, True)
+            out = w.loss_fn(b["targets"], logits)
+            return out["summed"] / out["n_valid_examples"], s2
+
+        (value, s2), grads = jax.value_and_grad(loss, has_aux=True)(p)
+        return value, jax.tree.map(lambda a, g: a - 0.2 * g, p, grads), s2
+
+    l0, p1, s1 = step(params, state, batch)
+    l1, _, _ = step(p1, s1, batch)
+    assert float(l1) < float(l0)
+    assert not np.allclose(s1["batch_stats"]["BatchNorm_init"]["mean"], 0.0)
+
+    metrics = w._eval_model_on_split("validation", 2, 4, p1, s1, jax.random.PRNGKey(2), str(tmp_path))
+    splits = input_pipeline.load(tmp_path)
+    x = input_pipeline.normalize(splits["validation"]["images"])
+    y = splits["validation"]["targets"]
+    forward = jax.jit(w.model_fn, static_argnums=(3, 5))
+    logits, _ = forward(p1, {"inputs": jnp.asarray(np.concatenate([x, x]))}, s1, spec.ForwardPassMode.EVAL, None, False)
+    logits = logits[:2]  # same batch shape as the padded eval batch; padding does not leak (running stats)
+    assert metrics["accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)))
+    assert metrics["loss"] == pytest.approx(float(w.loss_fn(jnp.asarray(y), logits)["summed"]) / 2, rel=1e-4)

@@ -1,0 +1,355 @@
+"""ImageNet input pipeline without TensorFlow: AlgoPerf's on-disk layouts, PIL decoding.
+
+Sources, found under ``--data-dir`` (also under ``imagenet/``, ``jax/``, ``pytorch/``,
+``imagenet/jax/``, ``imagenet/pytorch/`` below it, so ``$DATA_DIR``, ``$DATA_DIR/imagenet``
+and AlgoPerf's ``--data_dir`` all work):
+
+* TFDS shards from AlgoPerf's JAX setup:
+  ``imagenet2012/5.1.0/imagenet2012-{train,validation}.tfrecord-*`` and
+  ``imagenet_v2/matched-frequency/3.0.0/imagenet_v2-test.tfrecord-*`` (features
+  ``image`` = JPEG bytes, ``label`` = int64), read with ``tfrecord`` (no TensorFlow);
+* image folders from AlgoPerf's PyTorch setup: ``train/<wnid>/*.JPEG``,
+  ``val/<wnid>/*.JPEG`` (label = rank of the wnid, which is also TFDS's label), and
+  ImageNet-v2's own archive layout ``imagenetv2-matched-frequency-format-val/<label>/*``.
+
+Preprocessing (spec section 5), on 0-255 pixels:
+
+* train: random-resized crop (area fraction in [0.08, 1], aspect w/h in [3/4, 4/3], at
+  least 10 % of the image, 10 attempts, else the eval centre crop), bicubic resize to
+  224, random horizontal flip; ViT adds mixup (one lambda ~ Beta(0.2, 0.2) per batch,
+  x <- lambda x + (1 - lambda) roll(x, 1));
+* eval: centre crop of side s = int(0.875 min(h, w)) at offsets ((h - s + 1) // 2,
+  (w - s + 1) // 2), bicubic resize to 224;
+* then (x - 255 mean) / (255 std) per channel, float32.
+
+Batches are assembled by a thread pool (PIL releases the GIL while decoding and
+resizing) one batch ahead of the consumer, and put on the devices split along the
+batch axis.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from algoperf import jax_sharding_utils
+from algoperf.spec import DataNotFoundError
+
+from . import tfrecord
+
+MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+CENTER_CROP_SIZE = 224
+RESIZE_SIZE = 256
+CROP_AREA_RANGE = (0.08, 1.0)
+CROP_ASPECT_RANGE = (0.75, 4.0 / 3.0)
+MIN_OBJECT_COVERED = 0.1
+MAX_ATTEMPTS = 10
+MIXUP_ALPHA = 0.2
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+# --- where the data is -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One split on disk: image files with labels, or TFRecord records with their index."""
+
+    kind: str  # "folder" or "tfrecord"
+    files: tuple[str, ...]
+    labels: np.ndarray | None = None  # folder: one per file
+    records: np.ndarray | None = None  # tfrecord: (file index, offset, length) per record
+    root: str = ""
+
+    def __len__(self) -> int:
+        return len(self.files) if self.kind == "folder" else len(self.records)
+
+    def load(self, i: int) -> tuple[bytes, int]:
+        """Encoded image bytes and label of example ``i``."""
+        if self.kind == "folder":
+            return Path(self.files[i]).read_bytes(), int(self.labels[i])
+        file_index, offset, length = self.records[i]
+        example = tfrecord.parse_example(tfrecord.read_record(self.files[file_index], offset, length))
+        return example["image"][0], int(example["label"][0])
+
+
+def _candidates(data_dir: Path) -> list[Path]:
+    subs = ("", "imagenet", "jax", "pytorch", "imagenet/jax", "imagenet/pytorch")
+    return [data_dir / s if s else data_dir for s in subs]
+
+
+def _tfrecord_source(files: list[Path], root: Path) -> Source:
+    records = [(i, off, n) for i, f in enumerate(files) for off, n in tfrecord.index_records(f)]
+    return Source("tfrecord", tuple(str(f) for f in files), records=np.array(records, np.int64).reshape(-1, 3), root=str(root))
+
+
+def _folder_source(root: Path, numeric_labels: bool = False) -> Source:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        label = int(name) if numeric_labels else index
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(str(f))
+                labels.append(label)
+    return Source("folder", tuple(files), labels=np.array(labels, np.int64), root=str(root))
+
+
+TFDS_PATTERNS = {
+    "train": "imagenet2012/5.1.0/imagenet2012-train.tfrecord-*",
+    "validation": "imagenet2012/5.1.0/imagenet2012-validation.tfrecord-*",
+    "test": "imagenet_v2/matched-frequency/3.0.0/imagenet_v2-test.tfrecord-*",
+}
+FOLDERS = {"train": "train", "validation": "val", "test": "imagenetv2-matched-frequency-format-val"}
+
+
+def find_source(data_dir: str | Path | None, split: str) -> Source:
+    """The on-disk source of ``split`` ('train', 'eval_train', 'validation', 'test')."""
+    split = "train" if split == "eval_train" else split
+    if data_dir is None:
+        raise DataNotFoundError(
+            "the ImageNet workloads read ImageNet from disk: pass --data-dir DIR, where DIR holds "
+            "AlgoPerf's prepared ImageNet (imagenet2012/5.1.0/*.tfrecord-* from its JAX setup, or "
+            "train/ and val/ class folders from its PyTorch setup); see workloads/imagenet_resnet/README.md"
+        )
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataNotFoundError(f"--data-dir {root} is not a folder; pass the folder that holds ImageNet")
+    for base in _candidates(root):
+        shards = sorted(base.glob(TFDS_PATTERNS[split]))
+        if shards:
+            return _tfrecord_source(shards, base)
+        folder = base / FOLDERS[split]
+        if folder.is_dir() and any(d.is_dir() for d in folder.iterdir()):
+            return _folder_source(folder, numeric_labels=split == "test")
+    raise DataNotFoundError(
+        f"ImageNet {split} split not found under {root} (looked for {TFDS_PATTERNS[split]} and "
+        f"{FOLDERS[split]}/<class>/ in ., imagenet/, jax/, pytorch/, imagenet/jax/, imagenet/pytorch/); "
+        "prepare it with AlgoPerf's dataset_setup.py --imagenet, or see workloads/imagenet_resnet/README.md"
+    )
+
+
+# --- preprocessing -------------------------------------------------------------------------
+
+
+def _open_rgb(data: bytes):
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _resize(image, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    from PIL import Image
+
+    # box = (left, top, right, bottom); bicubic as in the reference (PIL antialiases when
+    # shrinking, tf.image.resize did not: a documented deviation).
+    out = image.resize((size, size), Image.Resampling.BICUBIC, box=box)
+    return np.asarray(out, np.float32)
+
+
+def center_crop_box(height: int, width: int, crop_size: int = CENTER_CROP_SIZE, resize_size: int = RESIZE_SIZE) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the central crop of side int(crop/resize * min(h, w))."""
+    side = int(crop_size / resize_size * min(height, width))
+    top, left = (height - side + 1) // 2, (width - side + 1) // 2
+    return left, top, left + side, top + side
+
+
+def sample_crop_box(height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+    """A random-resized-crop window, or None when all attempts fail (use the centre crop).
+
+    Each attempt draws area a ~ U(0.08, 1) * h * w and aspect r ~ U(3/4, 4/3) (w/h), sets
+    ch = round(sqrt(a / r)), cw = round(sqrt(a * r)) and accepts if it fits and covers at
+    least 10 % of the image. A window equal to the whole image also counts as failure,
+    as in the reference.
+    """
+    area = height * width
+    for _ in range(MAX_ATTEMPTS):
+        target = rng.uniform(*CROP_AREA_RANGE) * area
+        aspect = rng.uniform(*CROP_ASPECT_RANGE)
+        ch, cw = int(round(np.sqrt(target / aspect))), int(round(np.sqrt(target * aspect)))
+        if 0 < ch <= height and 0 < cw <= width and ch * cw >= MIN_OBJECT_COVERED * area:
+            if (ch, cw) == (height, width):
+                return None
+            top = int(rng.integers(0, height - ch + 1))
+            left = int(rng.integers(0, width - cw + 1))
+            return left, top, left + cw, top + ch
+    return None
+
+
+def preprocess_train(data: bytes, rng: np.random.Generator, size: int = CENTER_CROP_SIZE) -> np.ndarray:
+    """Random-resized crop + flip of one encoded image, (size, size, 3) float32 in 0..255."""
+    image = _open_rgb(data)
+    width, height = image.size
+    box = sample_crop_box(height, width, rng) or center_crop_box(height, width, size)
+    pixels = _resize(image, box, size)
+    if rng.random() < 0.5:
+        pixels = pixels[:, ::-1]
+    return pixels
+
+
+def preprocess_eval(data: bytes, size: int = CENTER_CROP_SIZE) -> np.ndarray:
+    """Centre crop (87.5 % of the short side) resized to (size, size, 3), float32 in 0..255."""
+    image = _open_rgb(data)
+    width, height = image.size
+    return _resize(image, center_crop_box(height, width, size, round(size * RESIZE_SIZE / CENTER_CROP_SIZE)), size)
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    return ((images - np.asarray(MEAN_RGB, np.float32)) / np.asarray(STDDEV_RGB, np.float32)).astype(np.float32)
+
+
+def mixup(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, num_classes: int = 1000, alpha: float = MIXUP_ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """One lambda ~ Beta(alpha, alpha) per batch; mix each row with the previous (roll by 1)."""
+    lam = np.float32(rng.beta(alpha, alpha))
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    mixed_images = lam * images + (1 - lam) * np.roll(images, 1, axis=0)
+    mixed_labels = lam * onehot + (1 - lam) * np.roll(onehot, 1, axis=0)
+    return mixed_images.astype(np.float32), mixed_labels
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+def _seed(rng: Any) -> int:
+    if isinstance(rng, int | np.integer):
+        return int(rng)
+    data = np.asarray(jax.random.key_data(rng) if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
+    return int(np.uint32(data.ravel()[-1]))
+
+
+def _index_stream(n: int, shuffle: bool, seed: int, repeat: bool) -> Iterator[int]:
+    rng = np.random.default_rng(seed)
+    while True:
+        yield from (rng.permutation(n) if shuffle else range(n))
+        if not repeat:
+            return
+
+
+def batches(
+    source: Source,
+    batch_size: int,
+    *,
+    train: bool,
+    shuffle: bool,
+    repeat: bool,
+    seed: int,
+    pad_last: bool = True,
+    use_mixup: bool = False,
+    image_size: int = CENTER_CROP_SIZE,
+    num_threads: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Host batches of ``source``: {'inputs' (B, S, S, 3) float32, 'targets', ['weights']}.
+
+    Train batches are full (the ragged tail of the stream never appears because it
+    repeats). Eval batches: with ``pad_last`` the last batch of an epoch is padded with
+    zero rows of weight 0 up to ``batch_size``; every eval batch carries 'weights'.
+    """
+    seed_seq = np.random.SeedSequence(seed)
+    order_seed, example_seed, mixup_seed = (int(s.generate_state(1)[0]) for s in seed_seq.spawn(3))
+    mixup_rng = np.random.default_rng(mixup_seed)
+    pool = concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count() or 1)
+
+    def work(position: int, index: int) -> tuple[np.ndarray, int]:
+        data, label = source.load(index)
+        if train:
+            # Per-example generator from (seed, position in the stream): order-independent.
+            rng = np.random.default_rng([example_seed, position])
+            return preprocess_train(data, rng, image_size), label
+        return preprocess_eval(data, image_size), label
+
+    def chunks() -> Iterator[list[tuple[int, int]]]:
+        chunk: list[tuple[int, int]] = []
+        for position, index in enumerate(_index_stream(len(source), shuffle, order_seed, repeat)):
+            chunk.append((position, int(index)))
+            # An eval epoch ends the chunk at the split's end so that padding sits there.
+            if len(chunk) == batch_size or (not train and not shuffle and int(index) == len(source) - 1):
+                yield chunk
+                chunk = []
+        if chunk and not train:
+            yield chunk
+
+    def assemble(chunk: list[tuple[int, int]]) -> list[concurrent.futures.Future]:
+        return [pool.submit(work, p, i) for p, i in chunk]
+
+    def finish(futures: list[concurrent.futures.Future]) -> dict[str, np.ndarray]:
+        results = [f.result() for f in futures]
+        images = normalize(np.stack([r[0] for r in results]))
+        labels = np.array([r[1] for r in results], np.int32)
+        batch: dict[str, np.ndarray] = {"inputs": images, "targets": labels}
+        if use_mixup:
+            batch["inputs"], batch["targets"] = mixup(images, labels, mixup_rng)
+        if not train:
+            n = len(labels)
+            weights = np.ones(n, np.float32)
+            if pad_last and n < batch_size:
+                batch = {k: np.concatenate([v, np.zeros((batch_size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+                weights = np.concatenate([weights, np.zeros(batch_size - n, np.float32)])
+            batch["weights"] = weights
+        return batch
+
+    try:
+        stream = chunks()
+        pending = None
+        for chunk in stream:
+            nxt = assemble(chunk)  # start decoding the next batch before handing this one out
+            if pending is not None:
+                yield finish(pending)
+            pending = nxt
+        if pending is not None:
+            yield finish(pending)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def device_batches(host_batches: Iterator[dict[str, np.ndarray]], num_batches: int | None = None) -> Iterator[dict[str, jax.Array]]:
+    """Put host batches on the trial's devices, split along the batch axis."""
+    sharding = jax_sharding_utils.get_batch_dim_sharding()
+    for i, batch in enumerate(host_batches):
+        if num_batches is not None and i >= num_batches:
+            return
+        yield jax.device_put(batch, sharding)
+
+
+def build_input_queue(
+    data_rng: Any,
+    split: str,
+    data_dir: str | Path | None,
+    global_batch_size: int,
+    *,
+    use_mixup: bool = False,
+    num_batches: int | None = None,
+    image_size: int = CENTER_CROP_SIZE,
+    sources: dict[str, Source] | None = None,
+) -> Iterator[dict[str, jax.Array]]:
+    """The device batches of ``split`` as AlgoPerf's ImageNet workloads consume them.
+
+    train: shuffled, augmented, repeated. eval_train: train images with eval preprocessing,
+    shuffled and repeated (each eval takes the next subset). validation/test: in order,
+    repeated epoch after epoch, last batch of each epoch padded.
+    """
+    key = "train" if split == "eval_train" else split
+    if sources is not None and key in sources:
+        source = sources[key]
+    else:
+        source = find_source(data_dir, split)
+        if sources is not None:
+            sources[key] = source
+    if split == "train" and len(source) < global_batch_size:
+        raise ValueError(f"batch size {global_batch_size} is larger than the {len(source)} training images in {source.root}")
+    is_train = split == "train"
+    host = batches(
+        source, global_batch_size, train=is_train, shuffle=split in ("train", "eval_train"), repeat=True,
+        seed=_seed(data_rng), use_mixup=use_mixup and is_train, image_size=image_size,
+    )
+    return device_batches(host, num_batches)
