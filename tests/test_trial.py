@@ -85,7 +85,7 @@ def _test_workloads():
 
 @pytest.mark.parametrize("busy", [False, True], ids=["sleep", "busy-wait"])
 def test_submission_is_charged_its_step_time_and_not_eval_time(tmp_path, write_submission, busy):
-    steps, seconds = 40, 0.025
+    steps, seconds = 40, 0.05
     sub = load_submission(timed_submission(write_submission, seconds, busy=busy))
     config = TrialConfig(workload="mnist1d_slow_eval", submission=sub.path, experiment_dir=tmp_path, max_steps=steps)
     result = run_trial(config, submission=sub)
