@@ -28,9 +28,9 @@ def _is_batch_norm(module_names: list[str]) -> bool:
 
 
 def _param_type(path: tuple[str, ...], leaf: Any) -> spec.ParameterType:
-    name, modules = path[-1], [p for p in path[:-1]]
+    name, modules = path[-1], list(path[:-1])
     parent = modules[-1].lower() if modules else ""
-    if name == "embedding" or "embed" in parent:
+    if name == "embedding":  # flax.linen.Embed's table
         return spec.ParameterType.EMBEDDING
     if parent in _ATTENTION_PARTS:
         if name == "bias":

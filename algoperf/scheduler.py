@@ -495,6 +495,18 @@ def trial_key(config: TrialConfig) -> str:
     return str(Path(config.path).expanduser().resolve())
 
 
+def _wait_holding_resources(ref: Any) -> Any:
+    """The value of ``ref``, waited for without lending this task's cores to another task.
+
+    A task blocked in ``ray.get`` (or ``ray.wait``) hands its CPUs back to Ray until the
+    call returns, so Ray starts the next queued trial on them: a process that then
+    competes with the running trials while it starts and imports, waits for a core in
+    ``pin_cores``, and is refused once that wait passes its limit (trials longer than
+    that). Waiting on the ref's future does not tell Ray the task is blocked.
+    """
+    return ref.future().result()
+
+
 def _run_trial_task(
     fields: dict[str, Any], spec_text: str, board: Any, observer_factory: ObserverFactory | None
 ) -> dict[str, Any]:
@@ -521,7 +533,7 @@ def _run_trial_task(
 
     hw = hardware.describe()
     kind = hardware_kind(hw)
-    problem = spec.mismatch(hw, pinned) or ray.get(board.claim.remote(key, kind))
+    problem = spec.mismatch(hw, pinned) or _wait_holding_resources(board.claim.remote(key, kind))
     if problem:
         reporter._send(state="refused", error=problem)
         return {"outcome": "refused", "error": problem, "hardware_kind": kind}

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from algoperf import checkpoint, hardware, registry, spec
+from algoperf import checkpoint, hardware, jax_sharding_utils, registry, spec
 from algoperf.clock import TrialClock
 from algoperf.submission import Submission, load_submission
 from algoperf.trial_log import RESULT_FILE, TrialLog, trial_dir
@@ -158,6 +158,12 @@ class StepKeys:
             self._keys = np.asarray(self._make(self._rng, self._start))
         keys = self._keys[step - self._start]
         return keys[0], keys[1], keys[2], keys[3]
+
+
+def _replicated(tree: Any) -> Any:
+    """``tree`` with every array placed on all of the trial's devices; other leaves kept."""
+    sharding = jax_sharding_utils.get_replicate_sharding()
+    return jax.tree.map(lambda x: jax.device_put(x, sharding) if isinstance(x, jax.Array | np.ndarray) else x, tree)
 
 
 def _all_finite(tree: Any) -> bool:
@@ -349,10 +355,13 @@ class _TrialState:
         self.input_queue = _CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
-        self.params, self.model_state = w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate)
-        self.optimizer_state = self.submission.init_optimizer_state(
+        self.params, self.model_state = _replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
+        # Replicated over the trial's devices before the clock starts: an optimizer state
+        # whose arrays (e.g. a step count) lack the sharding the first step's outputs
+        # have would make the jitted step compile a second time at step 2, on the clock.
+        self.optimizer_state = _replicated(self.submission.init_optimizer_state(
             w, self.params, self.model_state, self.hyperparameters, opt_init_rng
-        )
+        ))
         jax.block_until_ready((self.params, self.optimizer_state))
         self.eval_batch_size = getattr(self.submission.module, "get_eval_batch_size", lambda _: w.eval_batch_size)(cfg.workload)
 

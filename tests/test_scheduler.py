@@ -200,3 +200,25 @@ def test_rerun_after_the_driver_was_killed_skips_finished_trials(cluster, tmp_pa
     assert outcomes[other].result["global_step"] == 3
     got = _steps(configs[other])
     assert len(got) == len(set(got)) and got[-1] == 3
+
+
+def test_a_trial_waiting_on_the_progress_board_keeps_its_core(cluster) -> None:
+    """A task blocked in ray.get lends its CPU to Ray, which then starts the next queued
+    trial on the same core (it imports while the other trains, and is refused if its wait
+    for the core outlasts pin_cores' limit). The trial's wait for the board must not."""
+    from algoperf.scheduler import _wait_holding_resources
+
+    @ray.remote(num_cpus=0)
+    class SlowBoard:
+        def claim(self) -> None:
+            time.sleep(1.0)
+
+    def trial(board) -> tuple[float, float]:
+        begin = time.time()
+        _wait_holding_resources(board.claim.remote())
+        return begin, time.time()
+
+    board = SlowBoard.remote()
+    task = ray.remote(num_cpus=1, max_calls=1, resources={"slow": 0.001})(trial)  # 'slow' has one CPU
+    spans = sorted(ray.get([task.remote(board) for _ in range(2)]))
+    assert spans[1][0] >= spans[0][1], f"the second trial started while the first held the core: {spans}"

@@ -31,6 +31,7 @@ The arrays are cached as an .npz file (about 3 s to generate).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -40,14 +41,16 @@ import numpy as np
 NUM_DENSE = 13
 NUM_CATEGORICAL = 26
 # Criteo 1TB's per-column cardinalities (AlgoPerf criteo1tb ``vocab_sizes``).
+# fmt: off
 CRITEO_VOCAB_SIZES = (
     39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
     2208, 11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36,
 )
+# fmt: on
 NUM_BUCKETS = 1000  # hash buckets per categorical column (fewer if the column is smaller)
 VOCAB_SIZES = tuple(min(v, NUM_BUCKETS) for v in CRITEO_VOCAB_SIZES)
 
-NUM_TRAIN = 400_000
+NUM_TRAIN = 1_000_000
 NUM_VALIDATION = 50_000
 NUM_TEST = 50_000
 SEED = 20_231
@@ -189,17 +192,27 @@ def generate(seed: int = SEED, sizes: dict[str, int] | None = None) -> dict[str,
 
 def load(data_dir: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test': {'inputs': [N, 39] float32, 'targets': [N] float32}."""
-    path = _cache_path(data_dir)
+    return to_splits(_load_arrays(_cache_path(data_dir)))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The cached arrays (generated and saved first if missing); read once per process."""
     if path.exists():
         with np.load(path) as f:
-            arrays = dict(f)
-    else:
-        arrays = generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
+            return dict(f)
+    arrays = generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
+    return arrays
+
+
+def to_splits(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """``generate``'s flat arrays as {split: {'inputs', 'targets'}} (the model's view)."""
+    splits = sorted({key.rsplit("_", 1)[0] for key in arrays})
     return {
         split: {"inputs": arrays[f"{split}_inputs"], "targets": arrays[f"{split}_targets"]}
-        for split in ("train", "validation", "test")
+        for split in splits
     }

@@ -28,6 +28,23 @@ def _top_kernel(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> ja
     return jax.random.normal(key, shape, dtype) * jnp.sqrt(2.0 / (shape[0] + shape[1]))
 
 
+def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool) -> jax.Array:
+    """Inverted dropout whose ``rate`` may be a traced value (submissions pass it into jit).
+
+    Keeps each unit with probability ``1 - rate`` and scales kept units by ``1 / (1 - rate)``.
+    A rate of exactly 0 skips the random mask at run time (``lax.cond``).
+    """
+    if not train or (isinstance(rate, int | float) and rate == 0.0):
+        return x
+    rng = module.make_rng("dropout")
+
+    def drop(x: jax.Array) -> jax.Array:
+        keep = 1.0 - rate
+        return jnp.where(jax.random.bernoulli(rng, keep, x.shape), x / keep, 0.0)
+
+    return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
+
+
 def _uniform_embedding(scale: float) -> Callable[..., jax.Array]:
     """Embedding init U[0, scale) (non-centred, as in the reference)."""
 
@@ -50,20 +67,22 @@ class DlrmSmall(nn.Module):
     top_dims: Sequence[int] = (128, 128, 64, 32)
     embedding_init_scale: float | None = None  # None: 1 / sqrt(total vocabulary)
     use_layer_norm: bool = False
-    dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(self, inputs: jax.Array, train: bool, dropout_rate: float | None = None) -> jax.Array:
+    def __call__(
+        self, inputs: jax.Array, train: bool, dropout_rate: float | jax.Array = 0.0
+    ) -> jax.Array:
         if self.bottom_dims[-1] != self.embed_dim:
             raise ValueError("the bottom MLP must end at embed_dim for the dot interaction")
-        rate = self.dropout_rate if dropout_rate is None else dropout_rate
         dense = inputs[:, :NUM_DENSE]
         ids = inputs[:, NUM_DENSE:].astype(jnp.int32)
         offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes)[:-1]]).astype(np.int32)
 
         x = dense
         for width in self.bottom_dims:
-            x = nn.Dense(width, kernel_init=nn.initializers.glorot_uniform(), bias_init=_normal_bias)(x)
+            x = nn.Dense(
+                width, kernel_init=nn.initializers.glorot_uniform(), bias_init=_normal_bias
+            )(x)
             x = nn.relu(x)
             if self.use_layer_norm:
                 x = nn.LayerNorm(epsilon=1e-6)(x)
@@ -72,10 +91,12 @@ class DlrmSmall(nn.Module):
         total = int(sum(self.vocab_sizes))
         scale = self.embedding_init_scale
         scale = 1.0 / np.sqrt(total) if scale is None else scale
-        table = nn.Embed(total, self.embed_dim, embedding_init=_uniform_embedding(scale), name="embedding")
+        table = nn.Embed(
+            total, self.embed_dim, embedding_init=_uniform_embedding(scale), name="embedding"
+        )
         embedded = table(ids + jnp.asarray(offsets))  # [B, C, D]
         if self.use_layer_norm:
-            embedded = nn.LayerNorm(epsilon=1e-6, name="embedding_layer_norm")(embedded)
+            embedded = nn.LayerNorm(epsilon=1e-6, name="categorical_layer_norm")(embedded)
 
         features = jnp.concatenate([bottom[:, None, :], embedded], axis=1)  # [B, C + 1, D]
         gram = jnp.einsum("bid,bjd->bij", features, features)
@@ -87,6 +108,6 @@ class DlrmSmall(nn.Module):
             x = nn.relu(x)
             if self.use_layer_norm:
                 x = nn.LayerNorm(epsilon=1e-6)(x)
-            if i == len(self.top_dims) - 1 and rate > 0.0:
-                x = nn.Dropout(rate, deterministic=not train)(x)
+            if i == len(self.top_dims) - 1:
+                x = dropout(self, x, dropout_rate, train)
         return nn.Dense(1, kernel_init=_top_kernel, bias_init=_normal_bias, name="output")(x)

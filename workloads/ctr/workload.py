@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from algoperf import losses, spec
+from algoperf import jax_sharding_utils, losses, spec
 from algoperf.array_workload import ArrayWorkload
 
 from . import input_pipeline
@@ -35,19 +36,35 @@ class CtrWorkload(ArrayWorkload):
             use_layer_norm=self.use_layer_norm,
         )
 
-    # --- targets and budget (see TARGETS.md for how they were set) -----------------
+    # --- targets and budget: set by the procedure in TARGETS.md ------------------------
     target_metric_name = "loss"
-    validation_target_value = 0.5
-    test_target_value = 0.5
-    max_allowed_runtime_sec = 60.0
+    validation_target_value = 0.476
+    test_target_value = 0.474
+    max_allowed_runtime_sec = 56.0
     eval_period_time_sec = 5.0
-    step_hint = 2000
+    step_hint = 4000
     eval_batch_size = 10_000
     num_eval_train_examples = 50_000
     loss_type = spec.LossType.SIGMOID_CROSS_ENTROPY
 
     def load_split(self, split: str, data_dir: str | None) -> dict:
         return input_pipeline.load(data_dir)[split]
+
+    def _build_input_queue(
+        self,
+        data_rng: spec.RandomState,
+        split: str,
+        data_dir: str | None,
+        global_batch_size: int,
+        cache: bool | None = None,
+        repeat_final_dataset: bool | None = None,
+        num_batches: int | None = None,
+    ) -> Iterator[dict[str, jax.Array]]:
+        # Load (or generate) the arrays now, in the untimed setup, not at the first batch.
+        self.split_arrays(split, data_dir)
+        return super()._build_input_queue(
+            data_rng, split, data_dir, global_batch_size, cache, repeat_final_dataset, num_batches
+        )
 
     def is_output_params(self, param_key: spec.ParameterKey) -> bool:
         return param_key == "output"
@@ -60,9 +77,11 @@ class CtrWorkload(ArrayWorkload):
     ) -> spec.ModelInitState:
         del dropout_rate, aux_dropout_rate
         dummy = jnp.zeros((2, input_pipeline.NUM_DENSE + input_pipeline.NUM_CATEGORICAL))
-        params = self.model.init({"params": rng}, dummy, train=False)["params"]
+        # Jitted: one compilation is faster than running the initialisers op by op.
+        init = jax.jit(lambda rng: self.model.init({"params": rng}, dummy, train=False))
+        params = init(rng)["params"]
         self._record_params(params)
-        return params, None
+        return jax_sharding_utils.replicate(params), None
 
     def model_fn(
         self,
@@ -77,12 +96,12 @@ class CtrWorkload(ArrayWorkload):
         """Click logits [B] (dropout before the output layer; default rate 0)."""
         del update_batch_norm
         train = mode == spec.ForwardPassMode.TRAIN
-        rngs = {"dropout": rng} if train and dropout_rate else None
+        rngs = {"dropout": rng} if train and rng is not None else None
         logits = self.model.apply(
             {"params": params},
             augmented_and_preprocessed_input_batch["inputs"],
             train=train,
-            dropout_rate=dropout_rate or 0.0,
+            dropout_rate=0.0 if dropout_rate is None else dropout_rate,
             rngs=rngs,
         )
         return logits[:, 0], model_state
@@ -111,9 +130,14 @@ class CtrWorkload(ArrayWorkload):
 
 
 class CtrLayerNormWorkload(CtrWorkload):
-    """Variant: LayerNorm after every MLP activation and on the embeddings."""
+    """Variant: LayerNorm after every MLP activation and on the embeddings.
+
+    As in AlgoPerf, a variant has its own targets and inherits budget and step hint.
+    """
 
     name = "ctr_layernorm"
     base_workload = "ctr"
     description = "Criteo-like click logs from a fixed teacher, DLRM-small with LayerNorm, log-loss"
     use_layer_norm = True
+    validation_target_value = 0.478
+    test_target_value = 0.475
