@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/python -m algoperf.demo --experiment-dir $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: setup
 	$(BIN)/ruff check algoperf workloads submissions tests benchmarks
