@@ -47,6 +47,8 @@ def untargeted(cls: type[spec.Workload], steps: int) -> type[spec.Workload]:
         "test_target_value": unreachable,
         "max_allowed_runtime_sec": math.inf,
         "step_hint": steps,
+        # Batch sizes and the like are looked up under the real workload's name.
+        "base_workload": cls.base_workload or cls.name,
     })
 
 

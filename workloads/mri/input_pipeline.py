@@ -115,7 +115,11 @@ def make_split(
     example draws its own.
     """
     rng = np.random.default_rng(seed)
-    mask = column_mask(size, np.random.default_rng(eval_mask_seed)) if eval_mask_seed is not None else None
+    mask = (
+        column_mask(size, np.random.default_rng(eval_mask_seed))
+        if eval_mask_seed is not None
+        else None
+    )
     out = {k: [] for k in _KEYS}
     for _ in range(num_examples):
         target = random_phantom(rng, size)
@@ -145,20 +149,32 @@ def _sub_seed(seed: int, index: int) -> int:
 
 
 def _cache_path(data_dir: str | None, seed: int, size: int) -> Path:
-    root = Path(data_dir) if data_dir else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
+    root = (
+        Path(data_dir)
+        if data_dir
+        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
+    )
     key = f"v{VERSION}-{seed}-{size}-{NUM_TRAIN}-{NUM_VALIDATION}-{NUM_TEST}"
     return root / "mri" / f"mri_{hashlib.sha1(key.encode()).hexdigest()[:8]}.npz"
 
 
-def load(data_dir: str | None = None, seed: int = SEED, size: int = IMAGE_SIZE) -> dict[str, dict[str, np.ndarray]]:
+def load(
+    data_dir: str | None = None, seed: int = SEED, size: int = IMAGE_SIZE
+) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test', generated once and then read from the cache."""
     path = _cache_path(data_dir, seed, size)
     if path.exists():
         flat = dict(np.load(path))
     else:
-        flat = {f"{split}/{k}": v for split, arrays in generate(seed, size).items() for k, v in arrays.items()}
+        flat = {
+            f"{split}/{k}": v
+            for split, arrays in generate(seed, size).items()
+            for k, v in arrays.items()
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, **flat)
         os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
-    return {split: {k: flat[f"{split}/{k}"] for k in _KEYS} for split in ("train", "validation", "test")}
+    return {
+        split: {k: flat[f"{split}/{k}"] for k in _KEYS} for split in ("train", "validation", "test")
+    }

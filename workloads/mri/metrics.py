@@ -26,7 +26,10 @@ def _box_filter(x: jax.Array, size: int = WIN_SIZE) -> jax.Array:
         widths[axis] = (pad, pad)
         padded = jnp.pad(x, widths, mode="symmetric")
         n = x.shape[axis]
-        x = sum(jax.lax.slice_in_dim(padded, i, i + n, axis=x.ndim + axis) for i in range(size)) / size
+        x = (
+            sum(jax.lax.slice_in_dim(padded, i, i + n, axis=x.ndim + axis) for i in range(size))
+            / size
+        )
     return x
 
 

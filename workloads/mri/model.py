@@ -16,6 +16,32 @@ def leaky_relu(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, negative_slope=0.2)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose rate is a call-time argument and may be a traced value.
+
+    AlgoPerf submissions pass ``dropout_rate`` into their jitted step as an array, so the
+    rate cannot be tested in Python: a ``lax.cond`` skips the mask's random draw when
+    the rate is 0. Kept entries are scaled by 1 / (1 - rate); ``broadcast_dims`` share one
+    draw along those axes (e.g. H and W for channel dropout).
+    """
+
+    broadcast_dims: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic or (isinstance(rate, int | float) and rate == 0.0):
+            return x
+        rng = self.make_rng("dropout")
+        shape = tuple(1 if i in self.broadcast_dims else n for i, n in enumerate(x.shape))
+
+        def drop(x: jax.Array) -> jax.Array:
+            keep = 1.0 - rate
+            mask = jax.random.bernoulli(rng, keep, shape)
+            return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+        return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
+
+
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """(x - mean) / sqrt(var + eps) over H and W, per example and channel; no affine part."""
     mean = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -30,12 +56,14 @@ class ConvBlock(nn.Module):
     activation: Activation = leaky_relu
 
     @nn.compact
-    def __call__(self, x: jax.Array, dropout_rate: float = 0.0, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, dropout_rate: float | jax.Array = 0.0, train: bool = False
+    ) -> jax.Array:
         for _ in range(2):
             x = nn.Conv(self.channels, (3, 3), use_bias=False)(x)
             x = self.activation(instance_norm(x))
             # Dropout2d: one keep/drop per (example, channel), shared over H and W.
-            x = nn.Dropout(dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
+            x = Dropout(broadcast_dims=(1, 2))(x, dropout_rate, deterministic=not train)
         return x
 
 
@@ -63,7 +91,9 @@ class UNet(nn.Module):
     activation: Activation = leaky_relu
 
     @nn.compact
-    def __call__(self, x: jax.Array, dropout_rate: float = 0.0, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, dropout_rate: float | jax.Array = 0.0, train: bool = False
+    ) -> jax.Array:
         x = x[..., None]
         skips = []
         ch = self.channels

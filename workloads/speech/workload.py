@@ -225,3 +225,7 @@ class SpeechGeluWorkload(SpeechWorkload):
     base_workload = "speech"
     description = "Generated dual-tone spelled words (log-mel), Conformer with GELU + CTC, WER"
     activation = staticmethod(nn.gelu)
+    validation_target_value = 0.029
+    test_target_value = 0.039
+    max_allowed_runtime_sec = 75.0
+    step_hint = 360
