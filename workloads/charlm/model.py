@@ -6,8 +6,8 @@ multi-head self-attention and an MLP, each sublayer wrapped as
     pre-LN (default):  x <- x + f(LN(x))          and a final LN before the output layer
     post-LN (variant): x <- LN(x + f(x))           and no final LN
 
-then an untied linear output layer to the 256 byte logits. As in AlgoPerf's Transformers
-the attention projections have no biases; MLP layers do.
+then an untied linear output layer (init N(0, 0.02^2)) to the 256 byte logits. As in
+AlgoPerf's Transformers the attention projections have no biases; MLP layers do.
 """
 
 from __future__ import annotations
@@ -22,13 +22,21 @@ import jax.numpy as jnp
 def dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array | None) -> jax.Array:
     """Inverted dropout: keep each entry with p = 1 - rate and scale it by 1 / p.
 
-    ``rate`` may be a traced value; ``rng=None`` or a literal rate of 0 is the identity.
+    ``rng=None`` or a literal rate of 0 is the identity. ``rate`` may be a traced value
+    (a submission passes it into its jitted step); then a ``lax.cond`` skips drawing the
+    random mask whenever the rate is 0 at run time, which on a CPU halves a small
+    model's step time.
     """
     if rng is None or (isinstance(rate, int | float) and rate == 0.0):
         return x
-    keep = 1.0 - rate
-    mask = jax.random.bernoulli(rng, keep, x.shape)
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+    def drop(x: jax.Array) -> jax.Array:
+        keep = 1.0 - rate
+        return jnp.where(jax.random.bernoulli(rng, keep, x.shape), x / keep, jnp.zeros_like(x))
+
+    if isinstance(rate, int | float):
+        return drop(x)
+    return jax.lax.cond(rate > 0.0, drop, lambda x: x, x)
 
 
 class PositionEmbedding(nn.Module):
@@ -53,7 +61,9 @@ class DecoderBlock(nn.Module):
     pre_ln: bool
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, rate: float, rng: jax.Array | None
+    ) -> jax.Array:
         rngs = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
         attention = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, qkv_features=self.dim, use_bias=False, name="attention"
@@ -89,15 +99,28 @@ class CharTransformer(nn.Module):
     def __call__(
         self, tokens: jax.Array, dropout_rate: float = 0.0, rng: jax.Array | None = None
     ) -> jax.Array:
-        x = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02), name="embed")(tokens)
+        x = nn.Embed(
+            self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02), name="embed"
+        )(tokens)
         x = PositionEmbedding(self.max_len, self.dim, name="pos_embed")(x)
-        rngs = [None] * (self.num_layers + 1) if rng is None else list(jax.random.split(rng, self.num_layers + 1))
+        rngs = (
+            [None] * (self.num_layers + 1)
+            if rng is None
+            else list(jax.random.split(rng, self.num_layers + 1))
+        )
         x = dropout(x, dropout_rate, rngs[-1])
         mask = nn.make_causal_mask(tokens)
         for i in range(self.num_layers):
             x = DecoderBlock(
-                self.dim, self.num_heads, self.mlp_dim, self.activation, self.pre_ln, name=f"block_{i}"
+                self.dim,
+                self.num_heads,
+                self.mlp_dim,
+                self.activation,
+                self.pre_ln,
+                name=f"block_{i}",
             )(x, mask, dropout_rate, rngs[i])
         if self.pre_ln:
             x = nn.LayerNorm(name="ln_final")(x)
-        return nn.Dense(self.vocab_size, name="output")(x).astype(jnp.float32)
+        # A small output init (std 0.02) starts the model near the uniform prediction.
+        output = nn.Dense(self.vocab_size, kernel_init=nn.initializers.normal(0.02), name="output")
+        return output(x).astype(jnp.float32)
