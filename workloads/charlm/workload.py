@@ -75,7 +75,7 @@ class CharlmWorkload(ArrayWorkload):
     target_metric_name = "ppl"
     validation_target_value = 4.54
     test_target_value = 4.26
-    max_allowed_runtime_sec = 60.0
+    max_allowed_runtime_sec = 61.0
     eval_period_time_sec = 5.0
     step_hint = 700
     eval_batch_size = 256
@@ -156,5 +156,6 @@ class CharlmPostLnWorkload(CharlmWorkload):
     base_workload = "charlm"
     description = "CPython pydoc text as bytes, post-LN decoder-only Transformer, perplexity"
     pre_ln = False
+    # Its own targets (TARGETS.md); budget and step_hint are the base's, as in AlgoPerf.
     validation_target_value = 4.95
     test_target_value = 4.69

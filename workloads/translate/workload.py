@@ -84,7 +84,7 @@ class TranslateWorkload(ArrayWorkload):
     target_metric_name = "bleu"
     validation_target_value = 98.9
     test_target_value = 98.4
-    max_allowed_runtime_sec = 60.0
+    max_allowed_runtime_sec = 29.0
     eval_period_time_sec = 5.0
     step_hint = 1000
     eval_batch_size = 500
@@ -190,5 +190,6 @@ class TranslatePostLnWorkload(TranslateWorkload):
     base_workload = "translate"
     description = "numbers digits<->English words, post-LN encoder-decoder Transformer, BLEU"
     pre_ln = False
+    # Its own targets (TARGETS.md); budget and step_hint are the base's, as in AlgoPerf.
     validation_target_value = 98.4
     test_target_value = 98.7
