@@ -66,3 +66,17 @@ def param_types(params: Any) -> Any:
 def num_params(params: Any) -> int:
     """Total number of scalars in ``params`` (arrays or ShapeDtypeStructs)."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def fast_init(module: Any, *args: Any) -> Any:
+    """``module.init(*args)``, jitted with XLA's backend optimisations off.
+
+    Init runs once, so its speed does not matter, but its compile does: eager Flax init
+    compiles every op on its own, and a fully optimised compile of the jitted init
+    (dozens of RNG and truncated-normal kernels) takes several times longer than at -O0.
+    """
+    if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
+        return module.init(*args)  # under a transformation (e.g. eval_shape): nothing to compile
+    lowered = jax.jit(module.init).lower(*args)
+    options = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+    return lowered.compile(compiler_options=options)(*args)

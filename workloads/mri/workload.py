@@ -4,31 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from algoperf import spec
 from algoperf.array_workload import ArrayWorkload
+from algoperf.param_utils import fast_init
 
 from . import input_pipeline, metrics
 from .model import UNet, leaky_relu
 
 BASE_CHANNELS = 12
 
-
-def fast_init(module: nn.Module, *args: Any) -> Any:
-    """``module.init(*args)``, jitted with XLA's backend optimisations off.
-
-    Init runs once, so its speed does not matter, but its compile does: eager Flax init
-    compiles every op on its own, and a fully optimised compile of the jitted init
-    (dozens of RNG and truncated-normal kernels) takes several times longer than at -O0.
-    """
-    if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
-        return module.init(*args)  # under a transformation (e.g. eval_shape): nothing to compile
-    lowered = jax.jit(module.init).lower(*args)
-    options = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    return lowered.compile(compiler_options=options)(*args)
 
 
 class MriWorkload(ArrayWorkload):
