@@ -272,19 +272,42 @@ def _module_docstring(path: Path) -> str:
 
 @data_app.command("prepare")
 def data_prepare(
-    dataset: Annotated[str, typer.Argument(help="Dataset to prepare: mnist.")],
-    data_dir: Annotated[Path, typer.Option(help="Folder to write the dataset into.")] = Path("data"),
+    dataset: Annotated[str, typer.Argument(help="Dataset to prepare (`algoperf data list`).")],
+    data_dir: Annotated[Path, typer.Option(help="Folder to write into: the later `algoperf run --data-dir`.")] = Path("data"),
+    source: Annotated[Path | None, typer.Option(help="What you downloaded (archive, folder or corpus); see `algoperf data list`.")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="A dataset setting, key=value (repeatable).")] = None,
 ) -> None:
-    """Download a dataset's official files into --data-dir (needs a network)."""
-    if dataset != "mnist":
-        raise fail(f"unknown dataset {dataset!r}; preparable: mnist")
-    from algoperf.workloads.mnist import input_pipeline
+    """Turn a dataset's official files into the layout the workloads read."""
+    from algoperf import datasets
+    from algoperf.spec import DataNotFoundError
 
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--option {item!r} is not key=value")
+        options[key] = value
     try:
-        path = input_pipeline.download(data_dir)
-    except OSError as e:
-        raise fail(f"downloading MNIST failed ({e}); copy the four IDX files into {data_dir / 'MNIST'} by hand") from e
-    console.print(f"MNIST is ready in {path}")
+        prepare = datasets.get_prepare(dataset)
+        path = prepare(data_dir, source, **options)
+    except KeyError as e:
+        raise fail(e.args[0]) from e
+    except (DataNotFoundError, ValueError, OSError) as e:
+        raise fail(f"preparing {dataset} failed: {e}") from e
+    except TypeError as e:  # an --option the dataset does not take
+        raise fail(f"preparing {dataset}: {e}") from e
+    console.print(f"{dataset} is ready in {path}; run with --data-dir {data_dir}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Datasets `algoperf data prepare` knows, their workloads and what --source takes."""
+    from algoperf import datasets
+
+    table = Table("dataset", "workloads", "--source")
+    for d in datasets.DATASETS.values():
+        table.add_row(d.name, d.workloads, d.source)
+    stdout.print(table)
 
 
 def _tracker(enabled: bool, uri: str | None, configs: list, submission_name: str, workers_ctx=None, address=None):

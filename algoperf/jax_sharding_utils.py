@@ -6,7 +6,9 @@ state are replicated, batches are split along their leading dimension.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -20,9 +22,23 @@ def _mesh(devices: tuple[Any, ...]) -> Mesh:
     return Mesh(devices, (BATCH_AXIS,))
 
 
+_trial_devices: tuple[Any, ...] | None = None
+
+
 def get_mesh() -> Mesh:
-    """The one-axis mesh over ``jax.devices()``."""
-    return _mesh(tuple(jax.devices()))
+    """The one-axis mesh over the trial's devices (``jax.devices()`` unless narrowed)."""
+    return _mesh(_trial_devices or tuple(jax.devices()))
+
+
+@contextlib.contextmanager
+def use_devices(devices: Sequence[Any]) -> Iterator[None]:
+    """Run the enclosed code data-parallel over ``devices`` only (tests compare 1 and 8)."""
+    global _trial_devices
+    previous, _trial_devices = _trial_devices, tuple(devices)
+    try:
+        yield
+    finally:
+        _trial_devices = previous
 
 
 def get_replicate_sharding() -> NamedSharding:

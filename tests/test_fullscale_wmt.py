@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils, registry, spec
-from algoperf.workloads.ogbg import tfrecord
+from algoperf import param_utils, registry, spec, tfrecord
 from algoperf.workloads.wmt import decode, input_pipeline
 from algoperf.workloads.wmt.model import Transformer, TransformerConfig, sinusoid_table
 from algoperf.workloads.wmt.workload import WmtWorkload, corpus_bleu, token_cross_entropy
@@ -137,7 +136,7 @@ def data_dir(tmp_path_factory):
     for dataset, split, n in (("wmt17_translate", "train", 30), ("wmt14_translate", "validation", 5), ("wmt14_translate", "test", 5)):
         folder = root / dataset / "de-en" / "1.0.0"
         folder.mkdir(parents=True, exist_ok=True)
-        records = [tfrecord.serialize_example({"de": [de], "en": [en]}) for de, en in (SENTENCES * 5)[:n]]
+        records = [tfrecord.make_example({"de": [de], "en": [en]}) for de, en in (SENTENCES * 5)[:n]]
         tfrecord.write_records(folder / f"{dataset}-{split}.tfrecord-00000-of-00001", records)
     return str(root.parent)
 

@@ -92,3 +92,22 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "MNIST files missing" in proc.stderr and "algoperf data prepare mnist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_data_prepare_copies_idx_files_and_names_bad_input(mnist_dir, tmp_path):
+    source = mnist_dir[0] / "MNIST" / "raw"
+    cli = [sys.executable, "-m", "algoperf.cli", "data"]
+    out = tmp_path / "prepared"
+    proc = subprocess.run([*cli, "prepare", "mnist", "--source", str(source), "--data-dir", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert input_pipeline.load(out)["test"]["targets"].tolist() == mnist_dir[2].tolist()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([*cli, "prepare", "mnist", "--source", str(empty), "--data-dir", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "train-images-idx3-ubyte" in proc.stdout + proc.stderr
+    proc = subprocess.run([*cli, "prepare", "nosuch"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "preparable: mnist, cifar" in proc.stdout + proc.stderr
+    listing = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and "librispeech" in listing.stdout

@@ -18,25 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array | None) -> jax.Array:
-    """Inverted dropout: keep each entry with p = 1 - rate and scale it by 1 / p.
-
-    ``rng=None`` or a literal rate of 0 is the identity. ``rate`` may be a traced value
-    (a submission passes it into its jitted step); then a ``lax.cond`` skips drawing the
-    random mask whenever the rate is 0 at run time, which on a CPU halves a small
-    model's step time.
-    """
-    if rng is None or (isinstance(rate, int | float) and rate == 0.0):
-        return x
-
-    def drop(x: jax.Array) -> jax.Array:
-        keep = 1.0 - rate
-        return jnp.where(jax.random.bernoulli(rng, keep, x.shape), x / keep, jnp.zeros_like(x))
-
-    if isinstance(rate, int | float):
-        return drop(x)
-    return jax.lax.cond(rate > 0.0, drop, lambda x: x, x)
+from algoperf.layers import dropout
 
 
 class PositionEmbedding(nn.Module):

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils
+from algoperf import jax_sharding_utils, tfrecord
 from algoperf.spec import DataNotFoundError
 
 MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -58,8 +58,6 @@ def _read_tfds(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     import io
 
     from PIL import Image
-
-    from algoperf.workloads.imagenet_resnet import tfrecord
 
     images, labels = [], []
     for f in files:

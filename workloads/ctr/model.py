@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from algoperf.layers import dropout
+
 NUM_DENSE = 13
 
 
@@ -27,22 +29,6 @@ def _top_kernel(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> ja
     """Top-MLP kernel init N(0, 2 / (fan_in + fan_out)), not truncated."""
     return jax.random.normal(key, shape, dtype) * jnp.sqrt(2.0 / (shape[0] + shape[1]))
 
-
-def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool) -> jax.Array:
-    """Inverted dropout whose ``rate`` may be a traced value (submissions pass it into jit).
-
-    Keeps each unit with probability ``1 - rate`` and scales kept units by ``1 / (1 - rate)``.
-    A rate of exactly 0 skips the random mask at run time (``lax.cond``).
-    """
-    if not train or (isinstance(rate, int | float) and rate == 0.0):
-        return x
-    rng = module.make_rng("dropout")
-
-    def drop(x: jax.Array) -> jax.Array:
-        keep = 1.0 - rate
-        return jnp.where(jax.random.bernoulli(rng, keep, x.shape), x / keep, 0.0)
-
-    return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
 
 
 def _uniform_embedding(scale: float) -> Callable[..., jax.Array]:
@@ -109,5 +95,5 @@ class DlrmSmall(nn.Module):
             if self.use_layer_norm:
                 x = nn.LayerNorm(epsilon=1e-6)(x)
             if i == len(self.top_dims) - 1:
-                x = dropout(self, x, dropout_rate, train)
+                x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         return nn.Dense(1, kernel_init=_top_kernel, bias_init=_normal_bias, name="output")(x)

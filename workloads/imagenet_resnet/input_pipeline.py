@@ -40,10 +40,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils
+from algoperf import jax_sharding_utils, tfrecord
 from algoperf.spec import DataNotFoundError
-
-from . import tfrecord
 
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)

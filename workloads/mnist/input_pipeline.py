@@ -9,6 +9,7 @@ the 10,000 test images. IDX format: a big-endian header (magic 0x00000803 for im
 from __future__ import annotations
 
 import gzip
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -81,15 +82,28 @@ def load(data_dir: str | Path | None) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def download(data_dir: str | Path) -> Path:
-    """Fetch the four gzipped IDX files into ``<data_dir>/MNIST`` (needs a network)."""
+def prepare(data_dir: str | Path, source: str | Path | None = None) -> Path:
+    """Put the four IDX files into ``<data_dir>/MNIST``: copied from the folder ``source``
+    (gzipped or not), or downloaded when ``source`` is None (needs a network)."""
     target = Path(data_dir) / "MNIST"
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
+        if source is not None:
+            found = [p for p in (Path(source) / name, Path(source) / f"{name}.gz") if p.exists()]
+            if not found:
+                raise DataNotFoundError(f"{source} has no {name}(.gz); download the four MNIST IDX files there")
+            shutil.copy(found[0], target / found[0].name)
+            continue
         path = target / f"{name}.gz"
         if not path.exists():
             tmp = path.with_suffix(".part")
-            urllib.request.urlretrieve(MIRROR + f"{name}.gz", tmp)
+            try:
+                urllib.request.urlretrieve(MIRROR + f"{name}.gz", tmp)
+            except OSError as e:
+                raise DataNotFoundError(
+                    f"downloading {MIRROR}{name}.gz failed ({e}); download the four IDX files by hand "
+                    f"and run `algoperf data prepare mnist --source THAT_FOLDER --data-dir {data_dir}`"
+                ) from e
             tmp.rename(path)
     find_files(data_dir)
     return target

@@ -25,22 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool) -> jax.Array:
-    """Inverted dropout whose ``rate`` may be a traced value (submissions pass it into jit).
-
-    Keeps each unit with probability ``1 - rate`` and scales kept units by ``1 / (1 - rate)``.
-    A rate of exactly 0 skips the random mask at run time (``lax.cond``).
-    """
-    if not train or (isinstance(rate, int | float) and rate == 0.0):
-        return x
-    rng = module.make_rng("dropout")
-
-    def drop(x: jax.Array) -> jax.Array:
-        keep = 1.0 - rate
-        return jnp.where(jax.random.bernoulli(rng, keep, x.shape), x / keep, 0.0)
-
-    return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
+from algoperf.layers import dropout
 
 
 class ConcatDense(nn.Module):
@@ -94,7 +79,7 @@ class Mlp(nn.Module):
             x = dense(parts) if i == 0 else dense(x)
             x = nn.LayerNorm(epsilon=1e-6)(x)
             x = self.activation(x)
-            x = dropout(self, x, dropout_rate, train)
+            x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         return x
 
 

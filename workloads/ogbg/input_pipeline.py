@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import spec
+from algoperf import spec, tfrecord
 
-from . import tfrecord
 from .model import GraphsTuple
 
 AVG_NODES_PER_GRAPH = 26

@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algoperf.layers import dropout
+
 
 class GraphsTuple(NamedTuple):
     """A batch of graphs as one graph, with jraph's field names (a JAX pytree).
@@ -44,20 +46,6 @@ class GraphsTuple(NamedTuple):
     globals: jax.Array | None = None
 
 
-def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool) -> jax.Array:
-    """Inverted dropout with a call-time (possibly traced) ``rate``.
-
-    Keeps a unit with probability ``1 - rate`` and scales it by ``1 / (1 - rate)``; always
-    draws a mask when training, so a rate of 0 is the identity, as in AlgoPerf's Dropout.
-    """
-    if not train:
-        return x
-    if isinstance(rate, int | float) and rate == 0.0:
-        return x
-    keep = 1.0 - jnp.asarray(rate, x.dtype)
-    mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
-    return jnp.where(mask, x / keep, 0.0)
-
 
 class GNN(nn.Module):
     """The ogbg graph network; returns per-graph logits [G, num_outputs]."""
@@ -74,7 +62,7 @@ class GNN(nn.Module):
             x = nn.Dense(width)(x)
             x = nn.LayerNorm(epsilon=1e-6)(x)
             x = self.activation(x)
-            x = dropout(self, x, dropout_rate, train)
+            x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         return x
 
     @nn.compact

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import spec
-from algoperf.workloads.ogbg import tfrecord
+from algoperf import spec, tfrecord
 
 MAX_LEN = 256
 EOS_ID = 2

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from algoperf.layers import dropout
+
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
@@ -40,15 +42,6 @@ _dense_init = dict(
     kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(stddev=1e-6)
 )
 
-
-def dropout(module: nn.Module, x: jax.Array, rate: float | jax.Array, train: bool) -> jax.Array:
-    """Inverted dropout with a call-time (possibly traced) rate: keep w.p. 1 - rate, scale
-    by 1 / (1 - rate); a mask is always drawn in training, so rate 0 is the identity."""
-    if not train or (isinstance(rate, int | float) and rate == 0.0):
-        return x
-    keep = 1.0 - jnp.asarray(rate, x.dtype)
-    mask = jax.random.bernoulli(module.make_rng("dropout"), keep, x.shape)
-    return jnp.where(mask, x / keep, 0.0)
 
 
 def sinusoid_table(max_len: int, dim: int) -> np.ndarray:
@@ -97,8 +90,8 @@ class MlpBlock(nn.Module):
         h = c.activation(nn.Dense(c.mlp_dim, **_dense_init)(x))
         if c.glu:
             h = h * nn.Dense(c.mlp_dim, **_dense_init)(x)  # linear gate
-        h = dropout(self, h, rate, train)
-        return dropout(self, nn.Dense(x.shape[-1], **_dense_init)(h), rate, train)
+        h = dropout(h, rate, self.make_rng("dropout") if train else None)
+        return dropout(nn.Dense(x.shape[-1], **_dense_init)(h), rate, self.make_rng("dropout") if train else None)
 
 
 def _attention(c: TransformerConfig, decode: bool = False) -> nn.MultiHeadDotProductAttention:
@@ -128,7 +121,7 @@ class Encoder1DBlock(nn.Module):
         ln0, ln1 = _layer_norm(), _layer_norm()
         h = ln0(x) if c.pre_ln else x
         h = _attention(c)(h * c.attention_temp, h, mask=mask)
-        x = x + dropout(self, h, rate, train)
+        x = x + dropout(h, rate, self.make_rng("dropout") if train else None)
         x = x if c.pre_ln else ln0(x)
         h = ln1(x) if c.pre_ln else x
         x = x + MlpBlock(c)(h, rate, train)
@@ -153,11 +146,11 @@ class EncoderDecoder1DBlock(nn.Module):
         ln0, ln1, ln2 = _layer_norm(), _layer_norm(), _layer_norm()
         h = ln0(y) if c.pre_ln else y
         h = _attention(c, self.decode)(h * c.attention_temp, h, mask=self_mask)
-        y = y + dropout(self, h, rate, train)
+        y = y + dropout(h, rate, self.make_rng("dropout") if train else None)
         y = y if c.pre_ln else ln0(y)
         h = ln1(y) if c.pre_ln else y
         h = _attention(c)(h * c.attention_temp, encoded, mask=cross_mask)
-        y = y + dropout(self, h, rate, train)
+        y = y + dropout(h, rate, self.make_rng("dropout") if train else None)
         y = y if c.pre_ln else ln1(y)
         h = ln2(y) if c.pre_ln else y
         y = y + MlpBlock(c)(h, rate, train)
@@ -177,7 +170,7 @@ class Encoder(nn.Module):
                 mask, nn.make_attention_mask(segmentation, segmentation, jnp.equal)
             )
         x = self.shared_embedding(inputs.astype(jnp.int32))
-        x = dropout(self, AddPositionEmbs(c)(x, positions), rate, train)
+        x = dropout(AddPositionEmbs(c)(x, positions), rate, self.make_rng("dropout") if train else None)
         for i in range(c.num_layers):
             x = Encoder1DBlock(c, name=f"encoderblock_{i}")(x, mask, rate, train)
         return nn.LayerNorm(epsilon=1e-6, name="encoder_layernorm")(x) if c.pre_ln else x
@@ -214,7 +207,7 @@ class Decoder(nn.Module):
                 )
             y = shift_right(targets)
         y = self.shared_embedding(y.astype(jnp.int32))
-        y = dropout(self, AddPositionEmbs(c, self.decode)(y, positions), rate, train)
+        y = dropout(AddPositionEmbs(c, self.decode)(y, positions), rate, self.make_rng("dropout") if train else None)
         for i in range(c.num_layers):
             y = EncoderDecoder1DBlock(c, self.decode, name=f"encoderdecoderblock_{i}")(
                 y, encoded, self_mask, cross_mask, rate, train
