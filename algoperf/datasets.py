@@ -37,11 +37,13 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("mnist", "algoperf.workloads.mnist.input_pipeline", "mnist",
             "a folder with the four IDX files (downloaded when omitted)"),
     Dataset("cifar", "algoperf.workloads.cifar.input_pipeline", "cifar",
-            "cifar-10-python.tar.gz (downloaded when omitted)"),
+            "cifar-10-python.tar.gz or a folder holding it (downloaded when omitted)"),
     Dataset("imagenet", "algoperf.workloads.imagenet_resnet.input_pipeline", "imagenet_resnet, imagenet_vit",
-            "a folder with ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and the ImageNet-v2 archive"),
+            "a folder with ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar, the val labels "
+            "(ILSVRC2012_devkit_t12.tar.gz or Kaggle's LOC_val_solution.csv) and "
+            "imagenetv2-matched-frequency.tar.gz (downloaded when missing)"),
     Dataset("ogbg", "algoperf.workloads.ogbg.input_pipeline", "ogbg",
-            "the OGB molpcba archive (pcba.zip) or its extracted folder"),
+            "the OGB molpcba archive (pcba.zip) or its extracted folder (downloaded when omitted)"),
     Dataset("wmt", "algoperf.workloads.wmt.input_pipeline", "wmt",
             "a folder with the WMT17 de-en training corpora and newstest2013/2014"),
     Dataset("lm", "algoperf.workloads.lm.input_pipeline", "lm",
@@ -52,7 +54,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "a folder with knee_singlecoil_train.tar.xz and knee_singlecoil_val.tar.xz"),
     Dataset("librispeech", "algoperf.workloads.librispeech_conformer.input_pipeline",
             "librispeech_conformer, librispeech_deepspeech",
-            "a folder with the LibriSpeech .tar.gz archives (train-clean-100, ..., test-clean)"),
+            "a folder with the six LibriSpeech .tar.gz archives (train-clean-100, ..., test-clean; downloaded when omitted)"),
 )}
 
 

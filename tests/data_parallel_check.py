@@ -31,14 +31,20 @@ def one_step(workload: spec.Workload, host_batch: dict, devices: list) -> dict[s
         params, model_state = workload.init_model_fn(jax.random.key(0), dropout_rate=0.0, aux_dropout_rate=0.0)
         batch = jax_sharding_utils.shard_along_batch_dim(host_batch)
 
-        def loss(params):
+        # Everything the step reads is an argument: a closed-over batch would be a compile-time
+        # constant, and XLA would run the whole step on one device.
+        def loss(params, model_state, batch):
             logits, new_state = workload.model_fn(
                 params, batch, model_state, spec.ForwardPassMode.TRAIN, jax.random.key(1),
                 update_batch_norm=True, dropout_rate=0.0)
             terms = workload.loss_fn(batch["targets"], logits, batch.get("weights"), label_smoothing=0.0)
             return terms["summed"] / terms["n_valid_examples"], new_state
 
-        (value, new_state), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        step = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params, model_state, batch).compile()
+        if len(devices) > 1:  # the compiled step really combines the devices' gradients
+            hlo = step.as_text()
+            assert "all-reduce" in hlo or "reduce-scatter" in hlo, "the step does not combine the devices' gradients"
+        (value, new_state), grads = step(params, model_state, batch)
         updated = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
         leaves = {"loss": value, "params": updated, "model_state": new_state}
         flat = jax.tree_util.tree_flatten_with_path(leaves)[0]

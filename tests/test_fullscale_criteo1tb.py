@@ -1,22 +1,29 @@
-"""criteo1tb (DLRM-small) and variants: parameter counts, TSV parsing, loss, eval, a train step.
+"""criteo1tb (DLRM-small) and variants: parameter counts, TSV parsing and hashing against
+TensorFlow's values and an independent per-field oracle, `algoperf data prepare` from
+official-format day files, a train step and evaluation through the real pipeline.
 
 The 4,194,304 x 128 table is never allocated: counts come from ``jax.eval_shape``, and the
-data tests use a subclass with a 64-row table.
+data tests use a subclass with a 64-row table and narrow MLPs.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
+import subprocess
+import sys
+from pathlib import Path
 
+import farmhash
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from algoperf import param_utils, spec
 from algoperf.workloads.criteo1tb import WORKLOADS, input_pipeline
-from algoperf.workloads.criteo1tb.model import DlrmSmall
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The spec sheet's counts (derived there by hand from layer shapes; ours agree exactly).
 SHEET_PARAMS = {
@@ -46,32 +53,99 @@ def test_constants():
     assert base.data_source == "download"
 
 
-def _fake_hash(b: bytes) -> int:
-    """A deterministic stand-in for FarmHash (the test checks the plumbing, not the hash)."""
-    return int.from_bytes(b[:8].ljust(8, b"\0"), "little") * 31 + len(b)
+# --- hashing -------------------------------------------------------------------------------
+def _hash_bucket(text: str, buckets: int) -> int:
+    """tf.strings.to_hash_bucket_fast: Fingerprint64 mod buckets (here through the vectorised path
+    for 8..16-byte strings and pyfarmhash otherwise)."""
+    data = text.encode()
+    if 8 <= len(data) <= 16:
+        first = np.frombuffer(data[:8], "<u8")
+        last = np.frombuffer(data[-8:], "<u8")
+        return int(input_pipeline.fingerprint64_8_to_16(first, last, np.array([len(data)]))[0]) % buckets
+    return input_pipeline.fingerprint64(data) % buckets
 
 
+def test_fingerprint64_is_tensorflows():
+    # TensorFlow's frozen values (fingerprint_test.cc) and its documented example
+    # to_hash_bucket_fast(["Hello", "TensorFlow", "2.x"], 3) == [0, 2, 2].
+    assert input_pipeline.fingerprint64(b"Hello") == 15404698994557526151
+    assert input_pipeline.fingerprint64(b"World") == 18308117990299812472
+    assert [_hash_bucket(s, 3) for s in ("Hello", "TensorFlow", "2.x")] == [0, 2, 2]
+    # The vectorised 8..16-byte path equals FarmHash on random bytes of every such length.
+    rng = np.random.default_rng(0)
+    for length in range(8, 17):
+        data = [bytes(rng.integers(0, 256, length).astype(np.uint8)) for _ in range(40)]
+        first = np.array([np.frombuffer(d[:8], "<u8")[0] for d in data])
+        last = np.array([np.frombuffer(d[-8:], "<u8")[0] for d in data])
+        got = input_pipeline.fingerprint64_8_to_16(first, last, np.full(40, length))
+        assert [int(g) for g in got] == [farmhash.fingerprint64(d) for d in data]
+
+
+# --- parsing -------------------------------------------------------------------------------
 def _line(label: str, dense: list[str], cats: list[str]) -> str:
     return "\t".join([label, *dense, *cats]) + "\n"
 
 
-def test_parse_defaults_log1p_and_float32_ids():
-    cats = ["68fd1e64"] * 26
-    cats[1] = ""  # empty -> '00000000'
-    line1 = _line("1", ["3", "", "-1", "-5"] + ["0"] * 9, cats)
-    out = input_pipeline.parse_lines([line1], _fake_hash)
-    assert out["inputs"].shape == (1, 39) and out["inputs"].dtype == np.float32
-    assert out["targets"].tolist() == [1.0]
-    np.testing.assert_allclose(out["inputs"][0, :4], [np.log(4.0), 0.0, 0.0, 0.0], rtol=1e-6)
-    assert out["inputs"][0, 13 + 1] == np.float32(_fake_hash(b"000000001") % 39043)
-    assert out["inputs"][0, 13 + 2] == np.float32(_fake_hash(b"68fd1e642") % 17289)
-    # An id above 2^24 rounds in float32 exactly as the reference's cast does.
-    big = input_pipeline.parse_lines([line1], lambda b: 2**24 + 1)
-    assert big["inputs"][0, 13] == 2**24  # column 0 (V = 39,884,406): 16,777,217 -> 16,777,216
-    with pytest.raises(ValueError, match="40 tab-separated"):
-        input_pipeline.parse_lines(["1\t2\n"], _fake_hash)
+def _random_lines(rng: np.random.Generator, n: int) -> list[str]:
+    """Lines shaped like the real logs: label, 13 ints (some empty, some -1 or negative),
+    26 eight-digit hex strings (some empty)."""
+    lines = []
+    for _ in range(n):
+        dense = [("" if v < -2 else str(int(v))) for v in rng.integers(-4, 3000, 13)]
+        cats = [("" if v % 7 == 0 else f"{v:08x}") for v in rng.integers(0, 2**32, 26)]
+        lines.append(_line(str(int(rng.integers(0, 2))), dense, cats))
+    return lines
 
 
+def _oracle(line: str) -> tuple[float, np.ndarray]:
+    """Per-field parse, written from the reference's description with pyfarmhash directly."""
+    fields = line.rstrip("\r\n").split("\t")  # TextLineDataset drops '\n' and '\r\n'
+    label = 0.0 if fields[0] in ("", "-1") else float(fields[0])
+    dense = np.array([0.0 if v in ("", "-1") else float(v) for v in fields[1:14]], np.float32)
+    dense = np.log(np.maximum(dense, np.float32(0)) + np.float32(1))
+    ids = []
+    for j, v in enumerate(fields[14:]):
+        text = "00000000" if v in ("", "-1") else v
+        ids.append(np.float32(farmhash.fingerprint64((text + str(j)).encode()) % input_pipeline.VOCAB_SIZES[j]))
+    return label, np.concatenate([dense, np.array(ids, np.float32)])
+
+
+def _oracle_arrays(lines: list[str]) -> dict[str, np.ndarray]:
+    rows = [_oracle(line) for line in lines]
+    return {"inputs": np.stack([r[1] for r in rows]), "targets": np.array([r[0] for r in rows], np.float32)}
+
+
+def test_parse_matches_per_field_oracle():
+    rng = np.random.default_rng(0)
+    lines = _random_lines(rng, 300)
+    # Unusual fields take the slow paths: a decimal and a 20-digit integer, categoricals of
+    # 3 and 16 characters, the NA text in both kinds, CRLF line ends.
+    odd = _line("-1", ["2.5", "-1", "12345678901234567890"] + ["7"] * 10, ["abc", "0123456789abcdef", "-1"] + ["68fd1e64"] * 23)
+    lines += [odd, lines[0].replace("\n", "\r\n")]
+    out = input_pipeline.parse_lines(lines)
+    expected = _oracle_arrays(lines)
+    assert out["inputs"].shape == (302, 39) and out["inputs"].dtype == np.float32
+    np.testing.assert_array_equal(out["targets"], expected["targets"])
+    np.testing.assert_array_equal(out["inputs"][:, 13:], expected["inputs"][:, 13:])
+    np.testing.assert_allclose(out["inputs"][:, :13], expected["inputs"][:, :13], rtol=1e-6)
+    # Hand values: log1p of max(x, 0); '' and '-1' -> 0; '2.5' -> log(3.5).
+    np.testing.assert_allclose(out["inputs"][300, :4], [np.log(3.5), 0.0, np.log(12345678901234567891.0), np.log(8.0)], rtol=1e-6)
+    assert out["inputs"][300, 13 + 2] == np.float32(farmhash.fingerprint64(b"000000002") % 17289)  # '-1' -> default
+    # Ids above 2^24 (five columns' sizes exceed it) are rounded by the float32 cast, as in the reference.
+    exact = [farmhash.fingerprint64((line.split("\t")[14].strip() or "00000000").encode() + b"0") % 39884406 for line in lines[:300]]
+    rounded = [e for e in exact if e > 2**24 and int(np.float32(e)) != e]
+    assert rounded, "no id above 2^24 in the sample"
+
+
+def test_parse_errors_name_the_problem():
+    with pytest.raises(ValueError, match="2 tab-separated fields"):
+        input_pipeline.parse_lines(["1\t2\n"], "day_0_00")
+    bad = _line("1", ["x1"] + ["0"] * 12, ["68fd1e64"] * 26)
+    with pytest.raises(ValueError, match="day_5_01: field 1 is not a number"):
+        input_pipeline.parse_lines([bad], "day_5_01")
+
+
+# --- loss ----------------------------------------------------------------------------------
 def test_loss_hand_computed():
     workload = WORKLOADS["criteo1tb"]()
     labels = jnp.array([1.0, 0.0, 1.0])
@@ -85,71 +159,122 @@ def test_loss_hand_computed():
     assert float(workload.loss_fn(labels, logits)["n_valid_examples"]) == 3.0
 
 
-def test_missing_data_dir_is_a_clear_error(tmp_path):
+# --- files, prepare, pipeline ----------------------------------------------------------------
+def test_missing_data_is_a_clear_error(tmp_path):
     workload = WORKLOADS["criteo1tb"]()
     with pytest.raises(spec.DataNotFoundError, match="--data-dir"):
         workload._build_input_queue(jax.random.PRNGKey(0), "train", None, 8)
     with pytest.raises(spec.DataNotFoundError, match="day_"):
         workload._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 8)
+    (tmp_path / "day_0_00").write_text("")
+    with pytest.raises(spec.DataNotFoundError, match="day_23_19 .. day_23_35"):
+        workload._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 8)
+    with pytest.raises(spec.DataNotFoundError, match="--source"):
+        input_pipeline.prepare(tmp_path / "out")
+    with pytest.raises(spec.DataNotFoundError, match="day_0"):
+        input_pipeline.prepare(tmp_path / "out", tmp_path)
+
+
+def test_reader_streams_and_names_the_bad_file(tmp_path):
+    """A malformed line late in a file only fails when the reader gets there: batches
+    before it come out first (the file is streamed, not loaded)."""
+    lines = _random_lines(np.random.default_rng(1), 40)
+    lines[33] = "1\t2\t3\n"
+    path = tmp_path / "day_3_07.gz"
+    with gzip.open(path, "wt") as f:
+        f.writelines(lines)
+    it = input_pipeline.batches([str(path)], 8, None, repeat=False, drop_remainder=False)
+    first = next(it)
+    np.testing.assert_array_equal(first["inputs"], _oracle_arrays(lines[:8])["inputs"])
+    for _ in range(3):
+        next(it)
+    with pytest.raises(ValueError, match="day_3_07.gz: line 2 of this batch has 3"):
+        next(it)
 
 
 class _TinyCriteo(WORKLOADS["criteo1tb"]):
     vocab_size = 64
-    eval_batch_size = 4
+    embed_dim = 4
+    mlp_bottom_dims = (8, 4)
+    mlp_top_dims = (8, 4, 1)
+    eval_batch_size = 16
 
 
-def _write_days(root, rng) -> list[str]:
-    """Day 23 as 36 tiny files (3 lines each) plus one train file; returns all lines of validation."""
-    validation = []
-    for name in [f"day_23_{i:02d}" for i in range(36)] + ["day_0_00"]:
-        lines = []
-        for _ in range(3):
-            dense = [str(int(v)) if v >= 0 else "" for v in rng.integers(-1, 50, 13)]
-            cats = [f"{v:08x}" for v in rng.integers(0, 2**32, 26)]
-            lines.append(_line(str(int(rng.integers(0, 2))), dense, cats))
-        (root / name).write_text("".join(lines))
-        if name.startswith("day_23") and int(name[-2:]) >= 19:
-            validation += lines
-    return validation
+def _write_official_days(source: Path, rng: np.random.Generator) -> dict[int, list[str]]:
+    """day_0.gz ... day_23.gz as downloaded (days 5 and 9 plain), 5 lines a day and 108 on day 23."""
+    days = {}
+    source.mkdir()
+    for day in range(24):
+        lines = _random_lines(rng, 108 if day == 23 else 5)
+        days[day] = lines
+        text = "".join(lines)
+        if day in (5, 9):
+            (source / f"day_{day}").write_text(text[:-1])  # no final newline
+        else:
+            with gzip.open(source / f"day_{day}.gz", "wt") as f:
+                f.write(text)
+    return days
 
 
-def test_eval_matches_direct_mean_over_split(tmp_path):
-    """Eval over 17 validation files (51 lines, batches of 4 with a padded tail) equals the
-    mean per-example log-loss computed on all lines at once."""
-    validation = _write_days(tmp_path, np.random.default_rng(0))
+def test_prepare_cli_then_train_step_and_eval(tmp_path):
+    days = _write_official_days(tmp_path / "download", np.random.default_rng(2))
+    data_dir = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "data", "prepare", "criteo1tb", "--data-dir", str(data_dir),
+         "--source", str(tmp_path / "download"), "--option", "lines_per_file=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = data_dir / "criteo1tb"
+    # The layout of `split -a 2 -d -l N`: day_{d}_{NN}, no extension, the day's lines in order.
+    assert sorted(p.name for p in out.glob("day_23_*")) == [f"day_23_{i:02d}" for i in range(36)]
+    assert sorted(p.name for p in out.glob("day_5_*")) == ["day_5_00", "day_5_01"]
+    assert (out / "day_5_01").read_text() == "".join(days[5][3:])
+    assert "".join((out / f"day_23_{i:02d}").read_text() for i in range(36)) == "".join(days[23])
+
     workload = _TinyCriteo()
-    workload._hash_fn = _fake_hash
     params, _ = workload.init_model_fn(jax.random.PRNGKey(1))
-    result = workload._eval_model_on_split("validation", 51, 4, params, None, jax.random.PRNGKey(2), str(tmp_path))
-    arrays = input_pipeline.parse_lines(validation, _fake_hash)
-    logits, _ = workload.model_fn(params, arrays, None, spec.ForwardPassMode.EVAL, None, False)
-    direct = workload.loss_fn(jnp.asarray(arrays["targets"]), logits)
-    np.testing.assert_allclose(result["loss"], float(direct["summed"]) / 51, rtol=1e-5)
-    batch = next(workload._build_input_queue(jax.random.PRNGKey(0), "train", str(tmp_path), 2))
-    assert batch["inputs"].shape == (2, 39) and "weights" not in batch
+    # One epoch of train batches (days 0-22: 115 lines) holds every train line once.
+    train = workload._build_input_queue(jax.random.PRNGKey(0), "train", str(data_dir), 5)
+    seen = np.concatenate([np.asarray(next(train)["inputs"]) for _ in range(23)])
+    expected = _oracle_arrays([line for d in range(23) for line in days[d]])["inputs"]
+    order = lambda x: x[np.lexsort(x.T[::-1])]  # noqa: E731
+    np.testing.assert_allclose(order(seen), order(expected), rtol=1e-6)
 
-
-def test_train_step_lowers_loss():
-    model = DlrmSmall(vocab_size=64, embed_dim=8, mlp_bottom_dims=(16, 8), mlp_top_dims=(16, 8, 1))
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(size=(32, 13)), rng.integers(0, 1000, (32, 26))], 1).astype(np.float32)
-    y = jnp.asarray(rng.integers(0, 2, 32).astype(np.float32))
-    params = model.init(jax.random.PRNGKey(0), x, train=False)["params"]
-    opt = optax.adam(1e-2)
-
-    def loss(p, key):
-        z = model.apply({"params": p}, x, train=True, dropout_rate=0.1, rngs={"dropout": key})
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(z[:, 0], y))
+    # One SGD step on a train batch lowers that batch's loss.
+    batch = next(train)
+    assert "weights" not in batch and batch["inputs"].shape == (5, 39)
 
     @jax.jit
-    def step(p, s, key):
-        value, grads = jax.value_and_grad(loss)(p, key)
-        updates, s = opt.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, value
+    def loss(p):
+        logits, _ = workload.model_fn(p, batch, None, spec.ForwardPassMode.TRAIN, jax.random.PRNGKey(3), True)
+        out = workload.loss_fn(batch["targets"], logits)
+        return out["summed"] / out["n_valid_examples"]
 
-    state = opt.init(params)
-    first = None
-    for i in range(20):
-        params, state, value = step(params, state, jax.random.PRNGKey(i))
-        first = value if first is None else first
-    assert float(loss(params, jax.random.PRNGKey(99))) < float(first)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params)
+    stepped = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
+    assert float(loss(stepped)) < float(value)
+
+    # Evaluation: validation = day_23_19..35 (51 lines: 3 batches of 16 plus a padded one),
+    # test = day_23_00..18 (57 lines); log-loss by hand in float64 on the oracle's inputs.
+    for split, lines in (("validation", days[23][57:]), ("test", days[23][:57])):
+        result = workload._eval_model_on_split(split, len(lines), 16, stepped, None, jax.random.PRNGKey(2), str(data_dir))
+        arrays = _oracle_arrays(lines)
+        logits, _ = jax.jit(workload.model_fn, static_argnums=(3, 5))(stepped, arrays, None, spec.ForwardPassMode.EVAL, None, False)
+        z = np.asarray(logits, np.float64)[:, 0]
+        y = arrays["targets"].astype(np.float64)
+        by_hand = np.mean(y * np.log1p(np.exp(-z)) + (1 - y) * np.log1p(np.exp(z)))
+        np.testing.assert_allclose(result["loss"], by_hand, rtol=1e-5)
+
+
+def test_prepare_rejects_a_day_23_that_does_not_give_36_files(tmp_path):
+    _write_official_days(tmp_path / "download", np.random.default_rng(3))
+    with pytest.raises(ValueError, match="gave 22 files"):
+        input_pipeline.prepare(tmp_path / "data", tmp_path / "download", lines_per_file="5")
+
+
+# --- data parallel (tests/data_parallel_check.py) --------------------------------------------
+def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
+    """A 64-row table and narrow MLPs; a global batch of 16 parsed real-format lines."""
+    batch = input_pipeline.parse_lines(_random_lines(np.random.default_rng(4), 16))
+    return _TinyCriteo(), batch

@@ -1,5 +1,6 @@
 """librispeech_deepspeech and variants: parameter counts, model state, the backward LSTM's
-padding handling, and a small DeepSpeech's train step."""
+padding handling, and a small DeepSpeech's train step and evaluation on files prepared from
+LibriSpeech-layout archives."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils
-from algoperf.workloads.librispeech_conformer import metrics
+from algoperf import param_utils, spec
+from algoperf.workloads.librispeech_conformer import input_pipeline
 from algoperf.workloads.librispeech_deepspeech import WORKLOADS
-from algoperf.workloads.librispeech_deepspeech.model import BiLSTM, DeepSpeech
+from algoperf.workloads.librispeech_deepspeech.model import BiLSTM
+from tests.test_fullscale_librispeech_conformer import (
+    VOCAB,
+    small_workload,
+    speech_batch,
+    train_and_evaluate,
+    write_librispeech_archives,
+)
 
 # The spec sheet's JAX counts (hand-derived there; ours agree exactly). PyTorch's nn.LSTM
 # keeps two biases per gate (+12,288); the JAX reference and we keep one.
@@ -50,29 +58,30 @@ def test_backward_lstm_ignores_padding_content():
     assert not np.allclose(lstm.apply(params, later, paddings)[:, 0, 4:], a[:, 0, 4:])
 
 
+# --- a small DeepSpeech on files made by `algoperf data prepare librispeech` ----------------
+
+SMALL_DEEPSPEECH = {"dim": 8, "num_lstm_layers": 1, "num_ffn_layers": 1, "lstm_units": 4, "subsampling_channels": 2}
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory):
+    source = tmp_path_factory.mktemp("librispeech_archives")
+    write_librispeech_archives(source)
+    data_dir = tmp_path_factory.mktemp("librispeech_data")
+    input_pipeline.prepare(data_dir, source, vocab_size=str(VOCAB))  # the CLI path: the Conformer's tests
+    return data_dir
+
+
 @pytest.mark.slow
-def test_small_deepspeech_train_step_lowers_loss():
-    """Slow only from compiling the LSTM scans (tens of seconds on busy cores)."""
-    model = DeepSpeech(vocab_size=8, dim=8, num_lstm_layers=1, num_ffn_layers=1, lstm_units=4, subsampling_channels=2)
-    rng = np.random.default_rng(0)
-    audio = jnp.asarray(rng.normal(size=(2, 2_000)).astype(np.float32) * 1000)
-    pad = jnp.zeros_like(audio)
-    labels = jnp.array([[1, 2, 3], [4, 5, 0]])
-    label_pad = jnp.array([[0.0, 0, 0], [0, 0, 1]])
-    variables = model.init(jax.random.PRNGKey(0), audio, pad)
+@pytest.mark.parametrize("name", ["librispeech_deepspeech", "librispeech_deepspeech_norm_and_spec_aug"])
+def test_small_deepspeech_trains_and_evaluates_on_prepared_files(prepared_dir, name):
+    """Slow only from compiling the LSTM scans (tens of seconds on a busy core). The batch-norm
+    model and the LayerNorm one (no model state) both run the pipeline."""
+    train_and_evaluate(small_workload(WORKLOADS[name], SMALL_DEEPSPEECH), prepared_dir)
 
-    def loss(p):
-        (logits, lpad), _ = model.apply(
-            {"params": p, "batch_stats": variables["batch_stats"]}, audio, pad, train=True, dropout_rate=0.0,
-            rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"],
-        )
-        return jnp.mean(metrics.ctc_loss(logits, lpad, labels, label_pad))
 
-    @jax.jit
-    def step(p):
-        value, grads = jax.value_and_grad(loss)(p)
-        return jax.tree.map(lambda w, g: w - 0.05 * g, p, grads), value
+# --- data parallel ---------------------------------------------------------------------------
 
-    params, before = step(variables["params"])
-    _, after = step(params)
-    assert np.isfinite(float(before)) and float(after) < float(before)
+def data_parallel_case() -> tuple[spec.Workload, dict]:
+    workload = WORKLOADS["librispeech_deepspeech"](model_overrides={**SMALL_DEEPSPEECH, "vocab_size": 16})
+    return workload, speech_batch(16)

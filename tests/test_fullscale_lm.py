@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,9 +17,18 @@ import pytest
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.lm import input_pipeline
 from algoperf.workloads.lm.model import rope
+from algoperf.workloads.lm.tokenizer import ByteLevelBPE, byte_symbols
 from algoperf.workloads.lm.workload import LmWorkload, lm_cross_entropy
 
-TINY = dict(vocab_size=64, dim=32, num_heads=4, num_layers=2, mlp_dim=64, seq_len=16)
+TINY = dict(vocab_size=128, dim=32, num_heads=4, num_layers=2, mlp_dim=64, seq_len=16)
+
+
+def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
+    """A tiny LM and 16 windows of 16 tokens, the last row padding (weight 0)."""
+    tokens = np.random.default_rng(0).integers(0, 128, (16, 17)).astype(np.int32)
+    weights = np.ones((16, 16), np.float32)
+    weights[-1] = 0.0
+    return LmWorkload(config_overrides=TINY), {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "weights": weights}
 
 
 def test_parameter_count_matches_the_spec_sheet():
@@ -46,29 +59,92 @@ def test_loss_with_smoothing_and_weights():
     assert float(out["n_valid_examples"]) == 1
 
 
+# A GPT-2-format tokenizer.json in miniature: the byte symbols of printable ASCII (GPT-2 maps
+# '!'..'~' to themselves, the space byte to 'Ġ' U+0120, newline to 'Ċ' U+010A), two merges
+# and <|endoftext|>.
+ASCII = {chr(c): c - 33 for c in range(33, 127)}  # ids 0..93
+TOKENIZER = {
+    "model": {"type": "BPE", "vocab": {**ASCII, "Ġ": 94, "hi": 95, "Ġhi": 96, "Ċ": 98}, "merges": ["h i", "Ġ hi"]},
+    "added_tokens": [{"id": 97, "content": "<|endoftext|>", "special": True}],
+}
+WORDS = ["hi", "ho", "ha", "he"]
+
+
+def test_byte_level_bpe_by_hand(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(json.dumps(TOKENIZER))
+    bpe = ByteLevelBPE.load(tmp_path / "tokenizer.json")
+    # Pieces "hi", " hi", "!", " hoi": h+i -> hi (rank 0), Ġ+hi -> Ġhi (rank 1); "hoi" has no merge.
+    a = ASCII
+    assert bpe.encode("hi hi! hoi") == [95, 96, a["!"], 94, a["h"], a["o"], a["i"]]
+    assert bpe.eot_id == 97 and bpe.vocab_size == 99
+    # The 68 non-printable bytes map to U+0100.. in byte order: space (32) is the 33rd -> U+0120.
+    assert byte_symbols()[32] == "Ġ" and byte_symbols()[0] == chr(256) and byte_symbols()[ord("A")] == "A"
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = tmp_path_factory.mktemp("data")
+    """``algoperf data prepare lm`` (the CLI, in a subprocess) from a text file, one document a line."""
+    root = tmp_path_factory.mktemp("lm")
     rng = np.random.default_rng(0)
-    # A learnable corpus: documents counting up modulo 60.
-    docs = [[int((s + i) % 60) for i in range(int(rng.integers(20, 80)))] for s in rng.integers(0, 60, 200)]
-    pq.write_table(pa.table({"input_ids": docs}), root / "corpus.parquet")
-    meta = input_pipeline.prepare(root / "corpus.parquet", root / "lm", vocab_size=64, eot_id=63)
-    assert meta["num_tokens"]["train"] + meta["num_tokens"]["validation"] == sum(len(d) + 1 for d in docs)
-    return str(root)
+    # A learnable corpus: each line repeats a word pattern.
+    lines = [" ".join(WORDS[(s + i) % 4] for i in range(int(rng.integers(10, 30)))) for s in rng.integers(0, 4, 300)]
+    (root / "corpus.txt").write_text("\n".join(lines[:150]) + "\n\n" + "\n".join(lines[150:]) + "\n")
+    (root / "tokenizer.json").write_text(json.dumps(TOKENIZER))
+    proc = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "data", "prepare", "lm", "--source", str(root / "corpus.txt"),
+         "--data-dir", str(root / "data"), "--option", f"tokenizer={root / 'tokenizer.json'}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(root / "data"), lines
 
 
 def test_prepare_writes_the_documented_format(data_dir):
-    meta = json.loads((input_pipeline._root(data_dir) / "meta.json").read_text())
+    data_dir, lines = data_dir
+    meta = json.loads((Path(data_dir) / "lm" / "meta.json").read_text())
     assert meta["format"] == input_pipeline.FORMAT and meta["dtype"] == "uint16"
+    assert (meta["vocab_size"], meta["eot_id"]) == (99, 97)
+    # Every word is one token ("hi", or byte pair h + o/a/e), every space one ("Ġhi" joins it):
+    # a line of w words is w + (w - 1) tokens minus its " hi" merges, plus <|endoftext|>.
+    def tokens(line):
+        words = line.split(" ")
+        return sum(1 if w == "hi" else 2 for w in words) + sum(1 for w in words[1:] if w != "hi") + 1
+    assert meta["num_tokens"]["train"] + meta["num_tokens"]["validation"] == sum(tokens(line) for line in lines)
+    stream = np.concatenate([np.fromfile(Path(data_dir) / "lm" / f"{s}.bin", "<u2") for s in ("train", "validation")])
+    assert np.sum(stream == 97) == len(lines)  # the empty line is no document
     windows = input_pipeline.windows(data_dir, "train", 16)
-    assert windows.shape[1] == 17 and windows.max() <= 63
+    assert windows.shape[1] == 17 and windows.max() <= 97
     batch = next(input_pipeline.eval_batches(windows, 4, 3))
     np.testing.assert_array_equal(batch["targets"][0], windows[0, 1:])
     assert batch["weights"][:, 0].tolist() == [1, 1, 1, 0]
+
+
+def test_prepare_reads_parquet_and_names_missing_pyarrow(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [[1, 2, 3], [], [4, 5]]
+    pq.write_table(pa.table({"input_ids": docs}), tmp_path / "ids.parquet")
+    out = input_pipeline.prepare(tmp_path / "d", tmp_path / "ids.parquet", vocab_size="8", eot_id="7",
+                                 validation_fraction="0")
+    np.testing.assert_array_equal(np.fromfile(out / "train.bin", "<u2"), [1, 2, 3, 7, 4, 5, 7])
+    pq.write_table(pa.table({"text": ["hi hi", None]}), tmp_path / "text.parquet")
+    (tmp_path / "tokenizer.json").write_text(json.dumps(TOKENIZER))
+    out = input_pipeline.prepare(tmp_path / "t", tmp_path / "text.parquet", tokenizer=str(tmp_path / "tokenizer.json"),
+                                 validation_fraction="0")
+    np.testing.assert_array_equal(np.fromfile(out / "train.bin", "<u2"), [95, 96, 97])
+    with pytest.raises(ValueError, match="tokenizer"):
+        input_pipeline.prepare(tmp_path / "u", tmp_path / "text.parquet")
+    # A folder of .txt files, one document per file: "hi\nhi" is pieces "hi", "\n", "hi".
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("hi\nhi")
+    (tmp_path / "docs" / "b.txt").write_text("hi")
+    out = input_pipeline.prepare(tmp_path / "f", tmp_path / "docs", tokenizer=str(tmp_path / "tokenizer.json"),
+                                 documents="files", validation_fraction="0")
+    assert np.fromfile(out / "train.bin", "<u2").tolist() == [95, 98, 95, 97, 95, 97]
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(ValueError, match="pyarrow"):
+        input_pipeline.prepare(tmp_path / "v", tmp_path / "ids.parquet")
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
@@ -77,10 +153,19 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
         next(w._build_input_queue(jax.random.PRNGKey(0), "train", None, 2))
     with pytest.raises(spec.DataNotFoundError, match="meta.json"):
         next(w._build_input_queue(jax.random.PRNGKey(0), "train", str(tmp_path), 2))
+    with pytest.raises(spec.DataNotFoundError, match="--source"):
+        input_pipeline.prepare(tmp_path)
+
+
+def test_data_with_a_larger_vocabulary_than_the_model_is_refused(data_dir):
+    w = LmWorkload(config_overrides={**TINY, "vocab_size": 64})
+    with pytest.raises(ValueError, match="vocabulary of 99"):
+        next(w._build_input_queue(jax.random.PRNGKey(0), "train", data_dir[0], 2))
 
 
 @pytest.mark.slow  # ~25 s wall on 2 busy cores (jit of a tiny LM)
 def test_train_step_lowers_loss_and_eval_reports_ppl(data_dir):
+    data_dir = data_dir[0]
     w = LmWorkload(config_overrides=TINY)
     params, state = w.init_model_fn(jax.random.PRNGKey(0))
     batch = next(w._build_input_queue(jax.random.PRNGKey(1), "train", data_dir, 8))
@@ -96,4 +181,4 @@ def test_train_step_lowers_loss_and_eval_reports_ppl(data_dir):
     assert float(after) < float(before)
     result = w._eval_model_on_split("validation", 8, 4, params, state, None, data_dir)
     assert result["ppl"] == pytest.approx(math.exp(result["loss"]), rel=1e-6)
-    assert result["loss"] == pytest.approx(math.log(64), rel=0.2)  # near-uniform at init
+    assert result["loss"] == pytest.approx(math.log(128), rel=0.2)  # near-uniform at init

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import math
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils, registry, spec, tfrecord
+from algoperf import param_utils, registry, spec, tfds_writer, tfrecord
 from algoperf.workloads.wmt import decode, input_pipeline
 from algoperf.workloads.wmt.model import Transformer, TransformerConfig, sinusoid_table
 from algoperf.workloads.wmt.workload import WmtWorkload, corpus_bleu, token_cross_entropy
@@ -23,6 +30,17 @@ SHEET_COUNTS = {
     "wmt_glu_tanh": 146_116_608,
 }
 TINY = dict(emb_dim=32, num_heads=4, qkv_dim=32, mlp_dim=32, num_layers=2, max_len=256)
+
+
+def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
+    """A tiny Transformer and 16 packed training rows of 32 tokens (segments and positions)."""
+    rng = np.random.default_rng(0)
+    pairs = [(np.append(rng.integers(3, 40, rng.integers(2, 9)), 2), np.append(rng.integers(3, 40, rng.integers(2, 9)), 2))
+             for _ in range(160)]
+    rows = list(input_pipeline.pack(pairs, length=32))[:16]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch["weights"] = (batch["targets"] > 0).astype(np.float32)
+    return WmtWorkload(config_overrides=dict(vocab_size=40, **TINY)), batch
 
 
 @pytest.mark.parametrize("name", sorted(SHEET_COUNTS))
@@ -111,41 +129,141 @@ def test_corpus_bleu_by_hand():
     assert corpus_bleu([hyp], [ref]) == pytest.approx(expected, rel=1e-6)
 
 
-SENTENCES = [
-    ("ein kleiner hund läuft", "a small dog runs"),
-    ("die katze schläft", "the cat sleeps"),
-    ("ich sehe das haus", "i see the house"),
-    ("wir essen brot", "we eat bread"),
-    ("das wetter ist gut", "the weather is good"),
-    ("er liest ein buch", "he reads a book"),
-]
+# A learnable parallel corpus: 5 subjects x 3 verbs x 4 objects = 60 real German/English pairs.
+SUBJECTS = [("der hund", "the dog"), ("die katze", "the cat"), ("das kind", "the child"),
+            ("ein mann", "a man"), ("eine frau", "a woman")]
+VERBS = [("sieht", "sees"), ("mag", "likes"), ("hört", "hears")]
+OBJECTS = [("das haus", "the house"), ("den ball", "the ball"), ("einen baum", "a tree"), ("das auto", "the car")]
+PAIRS = [(f"{s} {v} {o}", f"{se} {ve} {oe}") for s, se in SUBJECTS for v, ve in VERBS for o, oe in OBJECTS]
+# TFDS subset -> (pairs as the official files hold them, line by line), in wmt17's order.
+CORPORA = {
+    "europarl_v7": PAIRS[:14] + [("", ""), ("nur deutsch", "")] + PAIRS[14:18],
+    "commoncrawl": PAIRS[18:30],
+    "newscommentary_v12": PAIRS[30:40],
+    "rapid_2016": PAIRS[40:52],
+}
+NEWSTEST2013 = PAIRS[52:58]
+NEWSTEST2014 = [PAIRS[58], (PAIRS[59][0], PAIRS[59][1] + " &amp; more")]  # SGML text is kept raw
+VOCAB = 40  # SentencePiece finds at most 48 pieces in this small corpus
+
+
+def _text(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
+
+
+def _sgm(lines: list[str], setid: str) -> bytes:
+    segs = "".join(f'<seg id="{i + 1}">{line}</seg>\n' for i, line in enumerate(lines))
+    return f'<srcset setid="{setid}" srclang="any">\n<doc docid="1" genre="news">\n<p>\n{segs}</p>\n</doc>\n</srcset>\n'.encode()
+
+
+def _tgz(path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def write_wmt_sources(folder) -> None:
+    """The statmt.org files in their official forms: europarl and dev as the downloaded
+    archives, the other corpora as extracted files in subfolders."""
+    folder.mkdir(parents=True)
+    de = {k: _text([p[0] for p in v]) for k, v in CORPORA.items()}
+    en = {k: _text([p[1] for p in v]) for k, v in CORPORA.items()}
+    _tgz(folder / "training-parallel-europarl-v7.tgz", {
+        "training/europarl-v7.de-en.de": de["europarl_v7"], "training/europarl-v7.de-en.en": en["europarl_v7"],
+        "training/europarl-v7.fr-en.fr": b"ignored\n",
+    })
+    for sub, name, key in (("cc", "commoncrawl.de-en", "commoncrawl"),
+                           ("nc/training", "news-commentary-v12.de-en", "newscommentary_v12"),
+                           ("rapid", "rapid2016.de-en", "rapid_2016")):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / f"{name}.de").write_bytes(de[key])
+        (folder / sub / f"{name}.en").write_bytes(en[key])
+    _tgz(folder / "dev.tgz", {
+        "dev/newstest2013.de": _text([p[0] for p in NEWSTEST2013]),
+        "dev/newstest2013.en": _text([p[1] for p in NEWSTEST2013]),
+        "dev/newstest2014-deen-src.de.sgm": _sgm([p[0] for p in NEWSTEST2014], "newstest2014"),
+        "dev/newstest2014-deen-ref.en.sgm": _sgm([p[1] for p in NEWSTEST2014], "newstest2014"),
+    })
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    sentencepiece = pytest.importorskip("sentencepiece", reason="the wmt tokenizer needs sentencepiece")
-    root = tmp_path_factory.mktemp("data") / "wmt"
-    root.mkdir()
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(s for pair in SENTENCES * 5 for s in pair))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(root / "sp"), vocab_size=60, model_type="unigram",
-        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
+    """``algoperf data prepare wmt`` (the CLI, in a subprocess) from the official files."""
+    root = tmp_path_factory.mktemp("wmt")
+    write_wmt_sources(root / "statmt")
+    proc = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "data", "prepare", "wmt", "--source", str(root / "statmt"),
+         "--data-dir", str(root / "data"), "--option", f"vocab_size={VOCAB}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
-    (root / "sp.model").rename(root / input_pipeline.VOCAB_FILE)
-    for dataset, split, n in (("wmt17_translate", "train", 30), ("wmt14_translate", "validation", 5), ("wmt14_translate", "test", 5)):
-        folder = root / dataset / "de-en" / "1.0.0"
-        folder.mkdir(parents=True, exist_ok=True)
-        records = [tfrecord.make_example({"de": [de], "en": [en]}) for de, en in (SENTENCES * 5)[:n]]
-        tfrecord.write_records(folder / f"{dataset}-{split}.tfrecord-00000-of-00001", records)
-    return str(root.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(root / "data")
+
+
+def _tfds_order(split: str, keyed: list[tuple[str, tuple[str, str]]]) -> list[tuple[str, str]]:
+    """TFDS's stored order: ascending md5(split name + key) as a 128-bit integer."""
+    return [pair for _, pair in sorted(keyed, key=lambda kp: int(hashlib.md5((split + kp[0]).encode()).hexdigest(), 16))]
+
+
+def _stored(data_dir: str, split: str) -> list[tuple[str, str]]:
+    return [(e["de"][0].decode(), e["en"][0].decode()) for e in tfrecord.read_examples(input_pipeline.split_files(data_dir, split))]
+
+
+def test_prepare_writes_the_tfds_layout_in_tfds_order(data_dir):
+    root = Path(data_dir) / "wmt"
+    assert sorted(p.name for p in (root / "wmt17_translate" / "de-en" / "1.0.0").iterdir()) == [
+        "wmt17_translate-train.tfrecord-00000-of-00001"]
+    # Keys "<subset>/0/<line>", line counted before pairs with an empty side are dropped.
+    keyed = [(f"{subset}/0/{i}", pair) for subset, pairs in CORPORA.items() for i, pair in enumerate(pairs) if all(pair)]
+    assert len(keyed) == 52
+    assert _stored(data_dir, "train") == _tfds_order("train", keyed)
+    assert _stored(data_dir, "validation") == _tfds_order("validation", [(f"newstest2013/0/{i}", p) for i, p in enumerate(NEWSTEST2013)])
+    assert _stored(data_dir, "test") == _tfds_order("test", [(f"newstest2014/0/{i}", p) for i, p in enumerate(NEWSTEST2014)])
+    # The tokenizer was trained (vocab_size option): EOS 2, round trip of a training sentence.
+    tok = input_pipeline.load_tokenizer(data_dir)
+    assert tok.get_piece_size() == VOCAB and tok.eos_id() == 2 and tok.unk_id() == 0
+    assert tok.decode(tok.encode("die katze mag den ball")) == "die katze mag den ball"
+
+
+def test_tfds_shard_count_and_order(tmp_path, monkeypatch):
+    # TFDS's rule, by hand: WMT17 train (~1.3 GB, 5.9M pairs) -> S // 64 MiB = 20, S // 1 GiB = 1: 16 shards.
+    assert tfds_writer.num_shards(1_300_000_000, 5_906_184) == 16
+    assert tfds_writer.num_shards(60 << 20, 1000) == 1  # under 64 MiB: one file
+    assert tfds_writer.num_shards(300 << 20, 3) == 2  # at most one shard per record: 4 -> 2
+    # Shrink the 64 MiB minimum to force 4 shards of 10 records: contiguous slices of the md5 order.
+    monkeypatch.setattr(tfds_writer, "MIN_SHARD_BYTES", 40)
+    records = [(f"k{i}", f"record {i}".encode()) for i in range(10)]  # 8 bytes + 16 overhead each: S = 240
+    files = tfds_writer.write_split(tmp_path, "demo", "train", records)
+    assert [f.name for f in files] == [f"demo-train.tfrecord-0000{i}-of-00004" for i in range(4)]
+    order = sorted(records, key=lambda kr: int(hashlib.md5(("train" + kr[0]).encode()).hexdigest(), 16))
+    shards = [list(tfrecord.iter_records(f)) for f in files]
+    assert [len(s) for s in shards] == [2, 3, 3, 2]  # bounds round(10 i / 4) = 0, 2 (2.5), 5, 8 (7.5), 10
+    assert [r for shard in shards for r in shard] == [r for _, r in order]
+    with pytest.raises(ValueError, match="share a key"):
+        tfds_writer.write_split(tmp_path, "demo", "test", [("a", b"1"), ("a", b"2")])
+
+
+def test_prepare_names_missing_and_misaligned_files(tmp_path):
+    write_wmt_sources(tmp_path / "src")
+    for path in (tmp_path / "src" / "rapid").iterdir():
+        path.unlink()
+    with pytest.raises(spec.DataNotFoundError, match="rapid2016.tgz"):
+        input_pipeline.prepare(tmp_path / "out", tmp_path / "src")
+    (tmp_path / "src" / "rapid" / "rapid2016.de-en.de").write_bytes(_text(["a", "b", "c"]))
+    (tmp_path / "src" / "rapid" / "rapid2016.de-en.en").write_bytes(_text(["a", "b"]))
+    with pytest.raises(ValueError, match="do not align"):
+        input_pipeline.prepare(tmp_path / "out", tmp_path / "src")
+    with pytest.raises(spec.DataNotFoundError, match="--source"):
+        input_pipeline.prepare(tmp_path / "out")
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     w = WmtWorkload()
     with pytest.raises(spec.DataNotFoundError, match="--data-dir"):
         next(w._build_input_queue(jax.random.PRNGKey(0), "train", None, 2))
-    with pytest.raises(spec.DataNotFoundError, match="dataset_setup.py"):
+    with pytest.raises(spec.DataNotFoundError, match="algoperf data prepare wmt"):
         next(w._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 2))
 
 
@@ -175,9 +293,9 @@ def test_train_step_and_eval_with_beam_search(data_dir):
     new = jax.tree.map(lambda x, g: x - 0.05 * g, params, grad)
     eval_loss = jax.jit(lambda p: loss(p))
     assert float(eval_loss(new)) < float(eval_loss(params))
-    result = w._eval_model_on_split("validation", 5, 4, params, state, None, data_dir)
+    result = w._eval_model_on_split("validation", len(NEWSTEST2013), 4, params, state, None, data_dir)
     assert set(result) == {"loss", "accuracy", "bleu"} and 0.0 <= result["bleu"] <= 100.0
     # Detokenization cuts at the first EOS; without one only the first id is kept.
-    ids = np.array(tok.encode("the cat sleeps") + [2, 7, 7])
-    assert input_pipeline.detokenize(tok, ids) == "the cat sleeps"
+    ids = np.array(tok.encode("the cat sees a tree") + [2, 7, 7])
+    assert input_pipeline.detokenize(tok, ids) == "the cat sees a tree"
     assert input_pipeline.detokenize(tok, ids[:2]) == tok.decode([int(ids[0])])

@@ -1,118 +1,342 @@
 """Criteo 1TB click logs as AlgoPerf's dataset setup leaves them: TSV day files.
 
-Files ``day_{d}_{NN}`` (no extension, 5,000,000 lines each) in ``<data_dir>`` or
-``<data_dir>/criteo1tb``. A line holds 40 tab-separated fields: label, 13 integers, 26
-categorical 8-hex-digit strings; any may be empty. Parsing follows the reference
-(``tf.io.decode_csv`` + ``tf.strings.to_hash_bucket_fast``):
+Layout: ``<data_dir>/criteo1tb/day_{d}_{NN}`` (or directly in ``<data_dir>``): each of the
+official days ``day_0 .. day_23`` cut into files of 5,000,000 lines with two-digit
+suffixes and no extension (``split -a 2 -d -l 5000000``); gzipped pieces
+(``day_{d}_{NN}.gz``) are read too. ``prepare`` writes this layout from the official files.
 
-* empty fields and the text ``-1`` take the default (0 for label and integers,
-  ``'00000000'`` for categoricals);
+A line holds 40 tab-separated fields: label, 13 integers, 26 categorical strings (8 hex
+digits); any may be empty. Parsing follows the reference (``tf.io.decode_csv`` with
+``na_value='-1'``, then ``tf.strings.to_hash_bucket_fast``):
+
+* an empty field or the text ``-1`` takes the default: 0 for label and integers,
+  ``'00000000'`` for categoricals;
 * dense x -> log(max(x, 0) + 1) in float32;
-* categorical column i: FarmHash Fingerprint64(text + str(i)) mod V_i, then cast to
-  float32 (ids above 2^24 round, exactly as in the reference) and stored after the dense
-  features: ``inputs`` [B, 39].
+* categorical column j (0..25): FarmHash Fingerprint64(text + str(j)) mod V_j, cast to
+  float32 (ids above 2^24 round, as the reference's cast does), stored after the dense
+  features: ``inputs`` [B, 39], ``targets`` [B].
+
+Fingerprint64 of a string of 8 to 16 bytes is computed vectorised in numpy from its
+first and last 8 bytes (FarmHash's ``HashLen0to16``, all arithmetic mod 2^64); the parser
+uses it for 8-character fields (every real field, and the default: 9 or 10 bytes with the
+index digits) and ``pyfarmhash`` for any other field. Both were checked against
+TensorFlow's frozen values (Fingerprint64("Hello") = 15404698994557526151) and each other.
+The parser splits a batch into chunks parsed on a thread pool (numpy releases the GIL).
 
 Splits: train = days 0-22 (file order shuffled by the seed, lines read in order, no
 example shuffle: the reference's own ordering), test = ``day_23_00 .. day_23_18``,
-validation = ``day_23_19 .. day_23_35``.
-
-FarmHash needs the ``pyfarmhash`` package (imported when the first line is hashed).
+validation = ``day_23_19 .. day_23_35``. Files are streamed: a batch is the next
+``batch_size`` lines, never a whole file.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import glob
+import gzip
+import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from algoperf.spec import DataNotFoundError
 
+NUM_DAYS = 24
 NUM_DAY_23_FILES = 36
 NUM_TEST_FILES = NUM_DAY_23_FILES // 2 + 1  # 19: day_23_00 .. day_23_18
+LINES_PER_FILE = 5_000_000
 VOCAB_SIZES = (
     39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
     2208, 11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36,
 )
 NUM_DENSE = 13
-NUM_FIELDS = 1 + NUM_DENSE + len(VOCAB_SIZES)
+NUM_SPARSE = len(VOCAB_SIZES)
+NUM_FIELDS = 1 + NUM_DENSE + NUM_SPARSE
 SETUP_HINT = (
-    "Download and split the Criteo 1TB click logs with AlgoPerf's dataset setup "
-    "(`python datasets/dataset_setup.py --data_dir=DIR --criteo1tb`), then pass "
-    "--data-dir DIR/criteo1tb (the folder holding day_0_00 ... day_23_35)."
+    "Download the Criteo 1TB click logs (day_0.gz ... day_23.gz) and run "
+    "`algoperf data prepare criteo1tb --source FOLDER_WITH_DAYS --data-dir DIR` (or AlgoPerf's "
+    "`dataset_setup.py --criteo1tb`), then pass --data-dir DIR (the folder holding "
+    "criteo1tb/day_0_00 ... day_23_35)."
 )
 
+# --- FarmHash Fingerprint64 --------------------------------------------------------------
+_K2 = np.uint64(0x9AE16A3B2F90404F)
+_U47 = np.uint64(47)
 
-def fingerprint64() -> Callable[[bytes], int]:
-    """FarmHash Fingerprint64 (TF's ``to_hash_bucket_fast`` hash) from ``pyfarmhash``."""
+
+def _rotate_right(x: np.ndarray, shift: int) -> np.ndarray:
+    return (x >> np.uint64(shift)) | (x << np.uint64(64 - shift))
+
+
+def fingerprint64_8_to_16(first8: np.ndarray, last8: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """FarmHash Fingerprint64 of byte strings of 8..16 bytes, vectorised (uint64, mod 2^64).
+
+    ``first8``/``last8``: the string's first and last 8 bytes read as little-endian uint64
+    (they overlap below 16 bytes). With k2 = 0x9ae16a3b2f90404f, m = k2 + 2 n,
+    a = first8 + k2, b = last8, c = rotr(b, 37) m + a, d = (rotr(a, 25) + b) m; then
+    x = (c ^ d) m, x ^= x >> 47, y = (d ^ x) m, y ^= y >> 47, hash = y m.
+    """
+    with np.errstate(over="ignore"):
+        mul = _K2 + length.astype(np.uint64) * np.uint64(2)
+        a = first8.astype(np.uint64) + _K2
+        b = last8.astype(np.uint64)
+        c = _rotate_right(b, 37) * mul + a
+        d = (_rotate_right(a, 25) + b) * mul
+        x = (c ^ d) * mul
+        x ^= x >> _U47
+        y = (d ^ x) * mul
+        y ^= y >> _U47
+        return y * mul
+
+
+def fingerprint64(data: bytes) -> int:
+    """FarmHash Fingerprint64 of any byte string (``pyfarmhash``), TF's ``to_hash_bucket_fast`` hash."""
     try:
         import farmhash
-    except ImportError as e:
-        raise ImportError(
-            "criteo1tb hashes categorical fields with FarmHash Fingerprint64: "
-            "`pip install pyfarmhash` to read the TSV files"
-        ) from e
-    fn = getattr(farmhash, "fingerprint64", None) or farmhash.Fingerprint64
-    return lambda b: int(fn(b))
+    except ImportError as e:  # only reached for categorical fields that are not 8 characters long
+        raise ImportError("criteo1tb hashes unusual categorical fields with pyfarmhash: `pip install pyfarmhash`") from e
+    return int(farmhash.fingerprint64(data))
 
 
-def parse_lines(lines: Iterable[str | bytes], hash_fn: Callable[[bytes], int] | None = None) -> dict[str, np.ndarray]:
-    """Raw TSV lines -> {'inputs': [B, 39] float32, 'targets': [B] float32}."""
-    hash_fn = hash_fn or fingerprint64()
-    rows = [ln.decode() if isinstance(ln, bytes) else ln for ln in lines]
-    n = len(rows)
-    targets = np.zeros(n, np.float32)
-    dense = np.zeros((n, NUM_DENSE), np.float32)
-    sparse = np.zeros((n, len(VOCAB_SIZES)), np.float32)
-    for r, line in enumerate(rows):
-        fields = line.rstrip("\r\n").split("\t")
-        if len(fields) != NUM_FIELDS:
-            raise ValueError(f"a Criteo line has {NUM_FIELDS} tab-separated fields, got {len(fields)}: {line[:80]!r}")
-        label = fields[0]
-        targets[r] = 0.0 if label in ("", "-1") else float(label)
-        for j in range(NUM_DENSE):
-            v = fields[1 + j]
-            dense[r, j] = 0.0 if v in ("", "-1") else float(v)
-        for j, size in enumerate(VOCAB_SIZES):
-            v = fields[1 + NUM_DENSE + j]
-            text = "00000000" if v in ("", "-1") else v
-            # Integer mod in Python, then one rounding to float32 like tf.cast(int64 -> float32).
-            sparse[r, j] = np.float32(hash_fn((text + str(j)).encode()) % size)
-    dense = np.log(np.maximum(dense, np.float32(0)) + np.float32(1)).astype(np.float32)
-    return {"inputs": np.concatenate([dense, sparse], axis=1), "targets": targets}
+# --- parsing -----------------------------------------------------------------------------
+_DIGIT_0, _MINUS = 48, 45
+_NA = 0x312D  # the bytes b"-1" as a little-endian integer (decode_csv's na_value)
+_ZEROS8 = np.frombuffer(b"00000000", "<u8")[0]  # the categorical default '00000000'
+_SIZES = np.array(VOCAB_SIZES, np.uint64)
+_CHUNK_LINES = 4096
+# Column j's index digits as a little-endian integer and their count ('7' -> 0x37, '12' -> 0x3231).
+_INDEX_WORD = np.array([int.from_bytes(str(j).encode(), "little") for j in range(NUM_SPARSE)], np.uint64)
+_INDEX_LEN = np.array([len(str(j)) for j in range(NUM_SPARSE)], np.uint64)
 
 
-def _root(data_dir: str | None) -> str:
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="criteo-parse")
+
+
+def _words(buf: bytes) -> np.ndarray:
+    """``w[i]`` = bytes ``buf[i : i + 8]`` as a little-endian uint64 (an overlapping view, no copy)."""
+    return np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
+
+
+def _field_bounds(a: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and lengths [lines, 40] of the fields of ``a`` (bytes ending in '\\n')."""
+    seps = np.flatnonzero(a <= 10)  # tab (9) and newline (10); other control bytes fail below
+    lines = int(np.count_nonzero(a[seps] == 10))
+    ok = seps.size == lines * NUM_FIELDS
+    if ok:
+        kinds = a[seps].reshape(lines, NUM_FIELDS)
+        ok = bool((kinds[:, -1] == 10).all() and (kinds[:, :-1] == 9).all())
+    if not ok:
+        for n, line in enumerate(a.tobytes().split(b"\n")[:-1]):
+            fields = line.count(b"\t") + 1
+            if fields != NUM_FIELDS:
+                raise ValueError(
+                    f"{source}: line {n + 1} of this batch has {fields} tab-separated fields, "
+                    f"a Criteo line has {NUM_FIELDS}: {line[:80]!r}"
+                )
+        raise ValueError(f"{source}: malformed Criteo lines")
+    ends = seps.reshape(lines, NUM_FIELDS)
+    starts = np.empty_like(ends)
+    starts[:, 1:] = ends[:, :-1] + 1
+    starts[:, 0] = np.concatenate([[0], ends[:-1, -1] + 1])
+    return starts, ends - starts
+
+
+_ASCII_0 = np.uint64(0x3030303030303030)
+_HIGH_NIBBLES = np.uint64(0xF0F0F0F0F0F0F0F0)
+_SIX = np.uint64(0x0606060606060606)
+
+
+def _swar_digits(word: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` (1..8) bytes of each little-endian ``word`` read as decimal digits.
+
+    The digits are moved to the top bytes and the bottom bytes filled with '0', then
+    pairs, quads and octets of digits are combined by multiply-shift (SWAR). Returns
+    (values, all bytes were digits).
+    """
+    count = count.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        keep = np.where(count >= 8, ~np.uint64(0), (np.uint64(1) << (np.uint64(8) * count)) - np.uint64(1))
+        pad = np.uint64(8) * (np.uint64(8) - count)
+        shifted = np.where(pad >= 64, 0, (word & keep) << np.minimum(pad, np.uint64(63)))
+        x = shifted | np.where(count >= 8, 0, _ASCII_0 >> np.minimum(np.uint64(8) * count, np.uint64(63)))
+        ok = ((x & _HIGH_NIBBLES) == _ASCII_0) & (((x + _SIX) & _HIGH_NIBBLES) == _ASCII_0)
+        x = x - _ASCII_0
+        x = (x * np.uint64(10) + (x >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+        x = (x * np.uint64(100) + (x >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+        x = (x * np.uint64(10000) + (x >> np.uint64(32))) & np.uint64(0x00000000FFFFFFFF)
+    return x.astype(np.int64), ok
+
+
+def _numbers(words: np.ndarray, buf: bytes, starts: np.ndarray, lens: np.ndarray, source: str) -> np.ndarray:
+    """Fields as float32 numbers; empty and '-1' -> 0 (decode_csv's default and na_value).
+
+    Integers of up to 16 characters (an optional '-' then digits: every real field) are
+    converted vectorised (``_swar_digits``, the last 8 digits and the ones before them);
+    anything else goes through float().
+    """
+    first = words[starts]
+    negative = ((first & np.uint64(0xFF)) == _MINUS) & (lens > 1)
+    # '-' -> '0': the sign's byte becomes a leading zero digit.
+    first = np.where(negative, first + np.uint64(_DIGIT_0 - _MINUS), first)
+    long = lens > 8
+    high, high_ok = _swar_digits(first, np.where(long, lens - 8, np.maximum(lens, 1)))
+    low, low_ok = _swar_digits(words[starts + np.maximum(lens - 8, 0)], np.full(lens.shape, 8))
+    value = np.where(long, high * 100_000_000 + low, high)
+    simple = (lens > 0) & (lens <= 16) & high_ok & (low_ok | ~long)
+    out = np.where(negative, -value, value).astype(np.float32)  # one rounding, as strtof of the text
+    missing = (lens == 0) | ((lens == 2) & ((words[starts] & np.uint64(0xFFFF)) == _NA))
+    out[missing] = 0.0
+    odd = ~simple & ~missing
+    for r, c in zip(*np.nonzero(odd) if odd.any() else ((), ()), strict=True):  # e.g. '1.5', '1e3'
+        text = buf[starts[r, c] : starts[r, c] + lens[r, c]]
+        try:
+            out[r, c] = np.float32(float(text))
+        except ValueError:
+            raise ValueError(f"{source}: field {c} is not a number: {text[:40]!r}") from None
+    return out
+
+
+def _bucket_ids(words: np.ndarray, buf: bytes, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """[lines, 26] Fingerprint64(text + str(j)) mod V_j; empty/'-1' text -> '00000000'.
+
+    For 8-byte texts (every real field, and the default) s = text + digits of j has
+    n = 8 + d bytes: its first 8 bytes are the text, its last 8 the text shifted by d
+    bytes with the digits on top. Other lengths are hashed one by one (pyfarmhash).
+    """
+    first = words[starts]
+    default = (lens == 0) | ((lens == 2) & ((first & np.uint64(0xFFFF)) == _NA))
+    first = np.where(default, _ZEROS8, first)
+    eight = default | (lens == 8)
+    shift = np.uint64(8) * _INDEX_LEN
+    last = (first >> shift) | (_INDEX_WORD << (np.uint64(64) - shift))
+    ids = fingerprint64_8_to_16(first, last, np.uint64(8) + _INDEX_LEN) % _SIZES
+    for r, c in zip(*np.nonzero(~eight) if not eight.all() else ((), ()), strict=True):  # not in real data
+        text = buf[starts[r, c] : starts[r, c] + lens[r, c]]
+        ids[r, c] = fingerprint64(text + str(c).encode()) % VOCAB_SIZES[c]
+    return ids
+
+
+def parse_block(data: bytes, source: str = "<lines>") -> dict[str, np.ndarray]:
+    """Raw TSV lines (``data``, '\\n'-separated) -> {'inputs' [B, 39], 'targets' [B]} float32."""
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")  # TextLineDataset drops '\r\n' too
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    buf = data + bytes(16)  # 8-byte reads may run past the last field
+    words = _words(buf)
+    starts, lens = _field_bounds(np.frombuffer(data, np.uint8), source)
+    inputs = np.empty((len(starts), NUM_DENSE + NUM_SPARSE), np.float32)
+    targets = np.empty(len(starts), np.float32)
+
+    def parse_rows(lo: int) -> None:
+        rows = slice(lo, lo + _CHUNK_LINES)
+        numbers = _numbers(words, buf, starts[rows, : 1 + NUM_DENSE], lens[rows, : 1 + NUM_DENSE], source)
+        targets[rows] = numbers[:, 0]
+        inputs[rows, :NUM_DENSE] = np.log(np.maximum(numbers[:, 1:], np.float32(0)) + np.float32(1))
+        # Reference: int64 ids cast to float32 (ids above 2^24 round to a multiple of 2 or 4).
+        inputs[rows, NUM_DENSE:] = _bucket_ids(words, buf, starts[rows, 1 + NUM_DENSE :], lens[rows, 1 + NUM_DENSE :])
+
+    # Chunks keep the temporaries in cache; numpy releases the GIL inside its loops, so
+    # threads parse chunks in parallel.
+    chunks = range(0, len(starts), _CHUNK_LINES)
+    if len(chunks) > 1:
+        list(_pool().map(parse_rows, chunks))
+    else:
+        for lo in chunks:
+            parse_rows(lo)
+    return {"inputs": inputs, "targets": targets}
+
+
+def parse_lines(lines: list[str | bytes], source: str = "<lines>") -> dict[str, np.ndarray]:
+    """``parse_block`` of a list of lines (with or without their '\\n')."""
+    raw = [ln.encode() if isinstance(ln, str) else ln for ln in lines]
+    return parse_block(b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in raw), source)
+
+
+# --- files and splits --------------------------------------------------------------------
+_PIECE = re.compile(r"day_(\d+)_(\d+)(\.gz)?$")
+
+
+def _root(data_dir: str | Path | None) -> str:
     if not data_dir:
         raise DataNotFoundError(f"criteo1tb needs --data-dir. {SETUP_HINT}")
-    for root in (os.path.join(data_dir, "criteo1tb"), data_dir):
-        if glob.glob(os.path.join(root, "day_*_*")):
+    for root in (os.path.join(data_dir, "criteo1tb"), str(data_dir)):
+        if any(_PIECE.match(os.path.basename(p)) for p in glob.glob(os.path.join(root, "day_*_*"))):
             return root
     raise DataNotFoundError(f"no Criteo day files (day_<d>_<NN>) under {data_dir!r}. {SETUP_HINT}")
 
 
-def split_files(data_dir: str | None, split: str) -> list[str]:
+def _piece(root: str, day: int, index: int) -> str | None:
+    for name in (f"day_{day}_{index:02d}", f"day_{day}_{index:02d}.gz"):
+        if os.path.exists(os.path.join(root, name)):
+            return os.path.join(root, name)
+    return None
+
+
+def split_files(data_dir: str | Path | None, split: str) -> list[str]:
     """The day files of ``split`` ('train', 'eval_train', 'validation', 'test')."""
     root = _root(data_dir)
     if split in ("train", "eval_train"):
-        files = sorted(f for d in range(23) for f in glob.glob(os.path.join(root, f"day_{d}_*")))
-    elif split == "test":
-        files = [os.path.join(root, f"day_23_{i:02d}") for i in range(NUM_TEST_FILES)]
+        pieces = []
+        for path in glob.glob(os.path.join(root, "day_*_*")):
+            m = _PIECE.match(os.path.basename(path))
+            if m and int(m.group(1)) < NUM_DAYS - 1:
+                pieces.append((int(m.group(1)), int(m.group(2)), path))
+        files = [p for *_, p in sorted(pieces)]
+        if not files:
+            raise DataNotFoundError(f"no training day files (day_0_00 ... day_22_NN) in {root!r}. {SETUP_HINT}")
+        return files
+    if split == "test":
+        wanted = range(NUM_TEST_FILES)
     elif split == "validation":
-        files = [os.path.join(root, f"day_23_{i:02d}") for i in range(NUM_TEST_FILES, NUM_DAY_23_FILES)]
+        wanted = range(NUM_TEST_FILES, NUM_DAY_23_FILES)
     else:
         raise ValueError(f"unknown criteo1tb split {split!r}")
-    missing = [f for f in files if not os.path.exists(f)]
-    if not files or missing:
-        raise DataNotFoundError(f"criteo1tb split {split!r} is missing files ({missing[:3] or 'none found'}). {SETUP_HINT}")
-    return files
+    files = [_piece(root, NUM_DAYS - 1, i) for i in wanted]
+    missing = [f"day_23_{i:02d}" for i, f in zip(wanted, files, strict=True) if f is None]
+    if missing:
+        raise DataNotFoundError(
+            f"criteo1tb split {split!r} needs day_23_{wanted[0]:02d} .. day_23_{wanted[-1]:02d} in {root!r}; "
+            f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}. {SETUP_HINT}"
+        )
+    return [f for f in files if f is not None]
 
 
-def _lines(files: list[str]) -> Iterator[str]:
+def _open(path: str | Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
+def _pieces(files: list[str], batch_size: int) -> Iterator[tuple[list[tuple[str, bytes]], int]]:
+    """Consecutive lines of ``files`` (in order) in groups of ``batch_size``, streamed.
+
+    Yields ([(file, its lines as bytes), ...], number of lines); a group spans file
+    boundaries like the reference's ``flat_map(TextLineDataset).batch``; the last group
+    may be short.
+    """
+    group: list[tuple[str, bytes]] = []
+    count = 0
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            yield from f
+        with _open(path) as f:
+            while True:
+                lines = list(itertools.islice(f, batch_size - count))
+                if not lines:
+                    break
+                if not lines[-1].endswith(b"\n"):
+                    lines[-1] += b"\n"
+                group.append((path, b"".join(lines)))
+                count += len(lines)
+                if count == batch_size:
+                    yield group, count
+                    group, count = [], 0
+    if count:
+        yield group, count
 
 
 def batches(
@@ -121,33 +345,121 @@ def batches(
     shuffle_seed: int | None,
     repeat: bool,
     drop_remainder: bool,
-    hash_fn: Callable[[bytes], int] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Parsed batches of consecutive lines; files in a seeded random order if ``shuffle_seed``.
 
-    A short last batch (``drop_remainder=False``) is zero-padded to ``batch_size``
-    with ``weights`` 0 on the padding; every batch carries 'weights'.
+    Every batch carries 'weights'; a short last batch (``drop_remainder=False``) is
+    zero-padded to ``batch_size`` with weight 0 on the padding.
     """
-    hash_fn = hash_fn or fingerprint64()
     rng = np.random.default_rng(shuffle_seed)
     while True:
         order = list(files)
         if shuffle_seed is not None:
             rng.shuffle(order)
-        buf: list[str] = []
-        for line in _lines(order):
-            buf.append(line)
-            if len(buf) == batch_size:
-                out = parse_lines(buf, hash_fn)
-                out["weights"] = np.ones(batch_size, np.float32)
-                yield out
-                buf = []
-        if buf and not drop_remainder:
-            out = parse_lines(buf, hash_fn)
-            n = len(buf)
-            pad = batch_size - n
-            out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
-            out["weights"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+        produced = False
+        for group, count in _pieces(order, batch_size):
+            if count < batch_size and drop_remainder:
+                break
+            produced = True
+            parsed = [parse_block(data, path) for path, data in group]
+            out = {k: np.concatenate([p[k] for p in parsed]) for k in ("inputs", "targets")}
+            pad = batch_size - count
+            if pad:
+                out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
+            out["weights"] = np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)])
             yield out
         if not repeat:
             return
+        if not produced:
+            raise ValueError(f"the criteo1tb files {files[:2]}... hold fewer lines than one batch of {batch_size}")
+
+
+# --- prepare -----------------------------------------------------------------------------
+def _day_source(source: Path, day: int) -> Path:
+    for name in (f"day_{day}.gz", f"day_{day}", f"day_{day}.csv", f"day_{day}.csv.gz"):
+        if (source / name).is_file():
+            return source / name
+    raise DataNotFoundError(
+        f"{source} has no day_{day} or day_{day}.gz: the Criteo 1TB click logs are 24 files "
+        f"day_0 ... day_23 (gzipped as downloaded, or plain). {SETUP_HINT}"
+    )
+
+
+def split_day(src: Path, out_dir: Path, day: int, lines_per_file: int = LINES_PER_FILE) -> int:
+    """Cut one day file (plain or .gz) into ``day_{day}_{NN}`` of ``lines_per_file`` lines.
+
+    Streams 16 MiB blocks (the cut points are found with numpy); each piece is written
+    as ``.part`` and renamed when complete. Returns the number of pieces.
+    """
+    for stale in out_dir.glob(f"day_{day}_*"):
+        if _PIECE.match(stale.name) or stale.name.endswith(".part"):
+            stale.unlink()
+    pieces, left = 0, 0
+    out: IO[bytes] | None = None
+    last = b"\n"
+
+    def close() -> None:
+        nonlocal out, pieces
+        assert out is not None
+        if last != b"\n":
+            out.write(b"\n")  # a final line without its newline
+        out.close()
+        part = out_dir / f"day_{day}_{pieces:02d}.part"
+        part.replace(out_dir / f"day_{day}_{pieces:02d}")
+        out, pieces = None, pieces + 1
+
+    try:
+        with _open(src) as f:
+            while block := f.read(1 << 24):
+                while block:
+                    if out is None:
+                        out, left = open(out_dir / f"day_{day}_{pieces:02d}.part", "wb"), lines_per_file
+                    newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+                    if newlines.size < left:
+                        out.write(block)
+                        left -= newlines.size
+                        last, block = block[-1:], b""
+                    else:
+                        cut = int(newlines[left - 1]) + 1
+                        out.write(block[:cut])
+                        last, block = b"\n", block[cut:]
+                        close()
+        if out is not None:
+            close()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise ValueError(f"reading {src} failed ({e}): re-download it (a Criteo day file, plain or .gz)") from e
+    return pieces
+
+
+def prepare(data_dir: str | Path, source: str | Path | None = None, **options: str) -> Path:
+    """Cut the official day files into AlgoPerf's layout ``<data_dir>/criteo1tb/day_{d}_{NN}``.
+
+    ``source``: a folder with ``day_0`` ... ``day_23`` (``.gz`` as downloaded, or plain).
+    Option ``lines_per_file`` (default 5,000,000, AlgoPerf's ``split -l``). Day 23 must
+    give 36 pieces (test = the first 19, validation = the other 17); it is cut first, so a
+    wrong source fails before the long part. There is no public direct download.
+    """
+    unknown = set(options) - {"lines_per_file"}
+    if unknown:
+        raise TypeError(f"criteo1tb takes the option lines_per_file=N, not {', '.join(sorted(unknown))}")
+    lines_per_file = int(options.get("lines_per_file", LINES_PER_FILE))
+    if source is None:
+        raise DataNotFoundError(
+            "Criteo 1TB has no direct public download: get the 24 day files (day_0.gz ... day_23.gz, "
+            "about 340 GB, from Criteo AI Lab's 'Criteo 1TB Click Logs') and pass --source FOLDER."
+        )
+    source = Path(source)
+    if not source.is_dir():
+        raise DataNotFoundError(f"--source {source} is not a folder holding day_0.gz ... day_23.gz. {SETUP_HINT}")
+    days = {d: _day_source(source, d) for d in range(NUM_DAYS)}  # all present before any work
+    out_dir = Path(data_dir) / "criteo1tb"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = split_day(days[NUM_DAYS - 1], out_dir, NUM_DAYS - 1, lines_per_file)
+    if n != NUM_DAY_23_FILES:
+        raise ValueError(
+            f"day 23 ({days[NUM_DAYS - 1]}) gave {n} files of {lines_per_file:,} lines; the validation/test "
+            f"split needs {NUM_DAY_23_FILES} (the real day 23 has 178,274,637 lines: keep lines_per_file=5000000)"
+        )
+    for day in range(NUM_DAYS - 1):
+        split_day(days[day], out_dir, day, lines_per_file)
+    return out_dir

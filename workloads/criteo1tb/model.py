@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from algoperf.layers import dropout
+
 NUM_DENSE = 13
 NUM_SPARSE = 26
 VOCAB_SIZE = 4_194_304  # 32 * 128 * 1024
@@ -46,26 +48,6 @@ def uniform_embedding(scale: float):
     return init
 
 
-class Dropout(nn.Module):
-    """Inverted dropout with a call-time (possibly traced) rate.
-
-    Like the reference's ``jax_utils.Dropout``: when not deterministic it always draws a
-    Bernoulli(1 - rate) mask (also at rate 0, where the mask keeps everything) and scales
-    kept units by 1 / (1 - rate).
-    """
-
-    broadcast_dims: tuple[int, ...] = ()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic:
-            return x
-        shape = tuple(1 if i in self.broadcast_dims else n for i, n in enumerate(x.shape))
-        keep = 1.0 - rate
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
-        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
-
-
 def _lookup(module: nn.Module, ids: jax.Array, vocab_size: int, embed_dim: int, scale: float) -> jax.Array:
     """[B, 26] float ids -> [B, 26, D] rows of the shared table."""
     table = module.param("embedding_table", uniform_embedding(scale), (vocab_size, embed_dim))
@@ -86,7 +68,7 @@ class DlrmSmall(nn.Module):
     embedding_init_scale: float | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool, dropout_rate: float | jax.Array = 0.0) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate: float | jax.Array = 0.0) -> jax.Array:
         dense, ids = x[:, :NUM_DENSE], x[:, NUM_DENSE:]
         b = dense
         for width in self.mlp_bottom_dims:
@@ -111,7 +93,7 @@ class DlrmSmall(nn.Module):
                 if self.use_layer_norm:
                     t = nn.LayerNorm(epsilon=1e-6)(t)
             if i == last - 1:
-                t = Dropout()(t, dropout_rate, deterministic=not train)
+                t = dropout(t, dropout_rate, self.make_rng("dropout") if train else None)
         return t
 
 
@@ -129,7 +111,7 @@ class DLRMResNet(nn.Module):
     mlp_top_dims: Sequence[int] = (256, 256, 256, 256, 1)
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool, dropout_rate: float | jax.Array = 0.0) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate: float | jax.Array = 0.0) -> jax.Array:
         dense, ids = x[:, :NUM_DENSE], x[:, NUM_DENSE:]
         h = nn.relu(
             nn.Dense(self.mlp_bottom_dims[0], kernel_init=nn.initializers.glorot_uniform(), bias_init=normal_bias)(dense)
@@ -145,6 +127,6 @@ class DLRMResNet(nn.Module):
         for i in range(1, last):
             y = nn.relu(nn.Dense(self.mlp_top_dims[i], kernel_init=top_kernel, bias_init=normal_bias)(t))
             if i == last - 1:
-                y = Dropout()(y, dropout_rate, deterministic=not train)
+                y = dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
             t = t + y
         return nn.Dense(self.mlp_top_dims[last], kernel_init=top_kernel, bias_init=normal_bias)(t)

@@ -38,6 +38,9 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
 
     vocab_size = 4_194_304
     embed_dim = 128
+    # None: the reference's widths (tests shrink them).
+    mlp_bottom_dims: tuple[int, ...] | None = None
+    mlp_top_dims: tuple[int, ...] | None = None
     use_layer_norm = False
     embedding_init_scale: float | None = None  # None: 1 / sqrt(vocab_size)
     use_resnet = False
@@ -57,19 +60,17 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
     num_eval_train_examples = math.ceil(83_274_637 / 131_072) * 131_072
     default_dropout_rate = 0.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._hash_fn = None  # injectable for tests
-
     @functools.cached_property
     def model(self) -> nn.Module:
+        dims = {k: v for k, v in (("mlp_bottom_dims", self.mlp_bottom_dims), ("mlp_top_dims", self.mlp_top_dims)) if v}
         if self.use_resnet:
-            return DLRMResNet(vocab_size=self.vocab_size, embed_dim=self.embed_dim)
+            return DLRMResNet(vocab_size=self.vocab_size, embed_dim=self.embed_dim, **dims)
         return DlrmSmall(
             vocab_size=self.vocab_size,
             embed_dim=self.embed_dim,
             use_layer_norm=self.use_layer_norm,
             embedding_init_scale=self.embedding_init_scale,
+            **dims,
         )
 
     # --- model ---------------------------------------------------------------------
@@ -77,16 +78,19 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
         return param_key == "Dense_7"
 
     def init_model_fn(self, rng, dropout_rate=None, aux_dropout_rate=None) -> spec.ModelInitState:
-        """Params (no model state). The 4.2M x 128 table is 2 GiB: it is replicated like
-        every parameter (it fits a GPU; sharding is the submission's choice)."""
+        """Params (no model state), replicated over the trial's devices.
+
+        The 4,194,304 x 128 table (2 GiB) is replicated like every parameter, as in the
+        reference (README: "Embedding table: replicated").
+        """
         del dropout_rate, aux_dropout_rate
         x = jnp.zeros((2, NUM_DENSE + NUM_SPARSE), jnp.float32)
-        params = jax.jit(functools.partial(self.model.init, train=False))(rng, x)["params"]
+        params = param_utils.fast_init(self.model, rng, x)["params"]
         self._param_shapes = param_utils.param_shapes(params)
         types = param_utils.param_types(params)
         types["embedding_table"] = spec.ParameterType.EMBEDDING
         self._param_types = types
-        return params, None
+        return jax_sharding_utils.replicate(params), None
 
     def model_fn(
         self,
@@ -140,7 +144,6 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
             shuffle_seed=_seed(data_rng) if train_like else None,
             repeat=split == "train" or bool(repeat_final_dataset),
             drop_remainder=split == "train",
-            hash_fn=self._hash_fn,
         )
         return self._placed(batches, split, num_batches)
 

@@ -1,24 +1,40 @@
 """fastMRI single-coil knee volumes (``.h5``) as AlgoPerf's dataset setup leaves them.
 
-``<data_dir>/knee_singlecoil_train/*.h5`` (train, eval_train) and
-``<data_dir>/knee_singlecoil_val/*.h5`` (first 100 by name: validation; the other 99:
-test). Each file: ``kspace`` complex64 [slices, 640, W], ``reconstruction_esc`` float32
-[slices, 320, 320], attribute ``max``. Reading needs ``h5py`` (imported lazily).
+Layout (``<data_dir>`` or ``<data_dir>/fastmri``): ``knee_singlecoil_train/*.h5`` (train,
+eval_train; glob order, unsorted, as the reference) and ``knee_singlecoil_val/*.h5``
+(sorted by name: the first 100 are validation, the other 99 test; the official test
+archive is never used). Each file is one volume: ``kspace`` complex64 [slices, 640, W]
+(W varies, e.g. 368 or 372), ``reconstruction_esc`` float32 [slices, 320, 320], attribute
+``max`` (the volume maximum, 0.0 when absent). Every slice is an example. ``prepare``
+writes the layout from the official ``knee_singlecoil_{train,val}.tar.xz``.
 
-Per slice (``preprocess_slice``): 4x undersampling with an 8% fully sampled centre,
-zero-filled centred inverse FFT (orthonormal), centre crop 320 x 320, magnitude,
-instance normalisation of input and target with the input's mean and std, clip to +-6.
+Per slice (``preprocess_slice``), as the reference:
 
-Masks: the reference draws them with TF's stateless RNG, which numpy cannot reproduce;
-we keep its structure (one fixed mask per training example position across epochs, one
-fixed seed for every eval slice) with numpy's generator.
+1. column mask: the ``int(0.08 W)`` centre columns, plus each column with probability
+   p = (W/4 - n_low) / (W - n_low) (4x acceleration);
+2. zero-filled image: ``fftshift(ifft2(ifftshift(mask * kspace))) * sqrt(rows * W)``
+   (the orthonormal centred inverse FFT);
+3. centre crop to the target's shape (rows from (rows - H) // 2, columns from
+   (W - H') // 2), magnitude;
+4. ``inputs = clip((img - mean) / std, -6, 6)`` and ``targets`` likewise with the same
+   (population) mean and std; ``mean``, ``std``, ``volume_max`` are kept for SSIM.
+
+Masks: the reference draws them with TF's stateless RNG, which numpy cannot reproduce; we
+keep its structure: one fixed mask per training example position (seeded by the data
+seed and the slice's index), one fixed seed (``EVAL_MASK_SEED``) for every eval slice.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import glob
 import os
+import shutil
+import tarfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,12 +42,15 @@ from algoperf.spec import DataNotFoundError
 
 CENTER_FRACTION = 0.08
 ACCELERATION = 4
-CROP = 320
 NUM_VALIDATION_FILES = 100
+EVAL_MASK_SEED = 0
+TRAIN_DIR, VAL_DIR = "knee_singlecoil_train", "knee_singlecoil_val"
+ARCHIVES = {TRAIN_DIR: "knee_singlecoil_train.tar.xz", VAL_DIR: "knee_singlecoil_val.tar.xz"}
 SETUP_HINT = (
-    "Download and extract fastMRI knee single-coil with AlgoPerf's dataset setup "
-    "(`python datasets/dataset_setup.py --data_dir=DIR --fastmri ...`), then pass --data-dir "
-    "pointing at the folder holding knee_singlecoil_train/ and knee_singlecoil_val/."
+    "Request fastMRI access at https://fastmri.med.nyu.edu/, download knee_singlecoil_train.tar.xz "
+    "and knee_singlecoil_val.tar.xz into a folder and run `algoperf data prepare fastmri --source "
+    "FOLDER --data-dir DIR` (or AlgoPerf's `dataset_setup.py --fastmri`), then pass --data-dir DIR "
+    "(holding fastmri/knee_singlecoil_train/ and fastmri/knee_singlecoil_val/)."
 )
 
 
@@ -52,15 +71,15 @@ def undersampling_mask(num_cols: int, rng: np.random.Generator) -> np.ndarray:
 def preprocess_slice(
     kspace: np.ndarray, target: np.ndarray, volume_max: float, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """One slice -> {'inputs', 'targets' [320, 320], 'mean', 'std', 'volume_max'} float32."""
+    """One slice -> {'inputs', 'targets' [H, W'] (the target's shape), 'mean', 'std', 'volume_max'}."""
     rows, cols = kspace.shape
+    height, width = target.shape
     masked = kspace * undersampling_mask(cols, rng)[None, :]
-    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(masked)))  # ifft2 normalises by 1/(HW)
+    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(masked)))  # ifft2 normalises by 1/(rows cols)
     image = image * np.sqrt(rows * cols)  # -> orthonormal scaling
-    r0, c0 = (rows - CROP) // 2, (cols - CROP) // 2
-    image = np.abs(image[r0 : r0 + CROP, c0 : c0 + CROP]).astype(np.float32)
-    mean, std = image.mean(dtype=np.float64), image.std(dtype=np.float64)
-    mean, std = np.float32(mean), np.float32(std)
+    r0, c0 = (rows - height) // 2, (cols - width) // 2
+    image = np.abs(image[r0 : r0 + height, c0 : c0 + width]).astype(np.float32)
+    mean, std = np.float32(image.mean(dtype=np.float64)), np.float32(image.std(dtype=np.float64))
     return {
         "inputs": np.clip((image - mean) / std, -6, 6).astype(np.float32),
         "targets": np.clip((target.astype(np.float32) - mean) / std, -6, 6).astype(np.float32),
@@ -70,23 +89,35 @@ def preprocess_slice(
     }
 
 
-def split_files(data_dir: str | None, split: str) -> list[str]:
+# --- files and splits --------------------------------------------------------------------
+def root(data_dir: str | Path | None) -> str:
+    """The folder holding knee_singlecoil_train/ and knee_singlecoil_val/ (``data_dir`` or its fastmri/)."""
     if not data_dir:
         raise DataNotFoundError(f"fastmri needs --data-dir. {SETUP_HINT}")
+    for candidate in (os.path.join(data_dir, "fastmri"), str(data_dir)):
+        if os.path.isdir(os.path.join(candidate, TRAIN_DIR)) or os.path.isdir(os.path.join(candidate, VAL_DIR)):
+            return candidate
+    raise DataNotFoundError(f"no {TRAIN_DIR}/ or {VAL_DIR}/ under {data_dir!r}. {SETUP_HINT}")
+
+
+def split_files(data_dir: str | Path | None, split: str) -> list[str]:
+    """The volumes of ``split`` ('train', 'eval_train', 'validation', 'test')."""
+    base = root(data_dir)
     if split in ("train", "eval_train"):
-        # Glob order, unsorted, as in the reference.
-        files = glob.glob(os.path.join(data_dir, "knee_singlecoil_train", "*.h5"))
+        files = glob.glob(os.path.join(base, TRAIN_DIR, "*.h5"))  # glob order, as the reference
     elif split in ("validation", "test"):
-        val = sorted(glob.glob(os.path.join(data_dir, "knee_singlecoil_val", "*.h5")))
+        val = sorted(glob.glob(os.path.join(base, VAL_DIR, "*.h5")))
         files = val[:NUM_VALIDATION_FILES] if split == "validation" else val[NUM_VALIDATION_FILES:]
     else:
         raise ValueError(f"unknown fastmri split {split!r}")
     if not files:
-        raise DataNotFoundError(f"no fastMRI .h5 files for split {split!r} under {data_dir!r}. {SETUP_HINT}")
+        folder = TRAIN_DIR if split in ("train", "eval_train") else VAL_DIR
+        more = f" (test = the val files after the first {NUM_VALIDATION_FILES})" if split == "test" else ""
+        raise DataNotFoundError(f"no .h5 volumes for split {split!r} in {os.path.join(base, folder)}{more}. {SETUP_HINT}")
     return files
 
 
-def _h5py():
+def _h5py() -> Any:
     try:
         import h5py
     except ImportError as e:
@@ -94,17 +125,30 @@ def _h5py():
     return h5py
 
 
+def _check_volume(f: Any, path: str) -> int:
+    if "kspace" not in f or "reconstruction_esc" not in f:
+        raise ValueError(f"{path} is not a fastMRI single-coil volume (needs 'kspace' and 'reconstruction_esc')")
+    n = f["kspace"].shape[0]
+    if f["reconstruction_esc"].shape[0] != n:
+        raise ValueError(f"{path}: kspace has {n} slices but reconstruction_esc {f['reconstruction_esc'].shape[0]}")
+    return n
+
+
 def slice_index(files: list[str]) -> list[tuple[str, int]]:
     """(file, slice) for every slice of ``files``, in file order."""
     h5py = _h5py()
     out = []
     for path in files:
-        with h5py.File(path, "r") as f:
-            out += [(path, i) for i in range(f["kspace"].shape[0])]
+        try:
+            with h5py.File(path, "r") as f:
+                out += [(path, i) for i in range(_check_volume(f, path))]
+        except OSError as e:
+            raise ValueError(f"cannot read {path} ({e}): re-extract it from the fastMRI archive") from e
     return out
 
 
 def read_slice(path: str, i: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(kspace [rows, W] complex64, reconstruction_esc [H, W'] float32, volume max) of slice ``i``."""
     with _h5py().File(path, "r") as f:
         return f["kspace"][i], f["reconstruction_esc"][i], float(f.attrs.get("max", 0.0))
 
@@ -118,27 +162,90 @@ def _stack(examples: list[dict[str, np.ndarray]], size: int) -> dict[str, np.nda
     return out
 
 
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    # numpy's FFTs and elementwise loops release the GIL: a batch's slices are prepared in parallel.
+    return concurrent.futures.ThreadPoolExecutor(min(16, os.cpu_count() or 1), thread_name_prefix="fastmri")
+
+
 def batches(
     index: list[tuple[str, int]],
     batch_size: int,
     seed: int | None,
     repeat: bool,
     drop_remainder: bool,
+    shuffle: bool = True,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Preprocessed batches. With a ``seed``: shuffled each epoch and each example's mask
-    seeded by (seed, its position in ``index``); without: in order, one fixed mask seed."""
+    """Preprocessed batches, read slice by slice from the volumes (never a whole split).
+
+    With a ``seed``: each example's mask is seeded by (seed, its position in ``index``),
+    so a slice keeps its mask across epochs, and the order is reshuffled every epoch
+    (unless ``shuffle`` is False); without: in order, every slice with the mask seed
+    ``EVAL_MASK_SEED``. Every batch has 'weights'; a short last batch
+    (``drop_remainder=False``) is zero-padded with weight 0.
+    """
     order_rng = np.random.default_rng(seed)
+
+    def example(pos: int) -> dict[str, np.ndarray]:
+        kspace, target, vmax = read_slice(*index[pos])
+        mask_rng = np.random.default_rng([seed, pos] if seed is not None else EVAL_MASK_SEED)
+        return preprocess_slice(kspace, target, vmax, mask_rng)
+
     while True:
-        order = order_rng.permutation(len(index)) if seed is not None else np.arange(len(index))
-        buf = []
-        for pos in order:
-            kspace, target, vmax = read_slice(*index[pos])
-            mask_rng = np.random.default_rng([seed, int(pos)] if seed is not None else 0)
-            buf.append(preprocess_slice(kspace, target, vmax, mask_rng))
-            if len(buf) == batch_size:
-                yield _stack(buf, batch_size)
-                buf = []
-        if buf and not drop_remainder:
-            yield _stack(buf, batch_size)
+        order = order_rng.permutation(len(index)) if seed is not None and shuffle else np.arange(len(index))
+        stop = len(order) - len(order) % batch_size if drop_remainder else len(order)
+        if stop == 0 and repeat:
+            raise ValueError(f"fastmri: {len(index)} slices are fewer than one batch of {batch_size}")
+        for lo in range(0, stop, batch_size):
+            yield _stack(list(_pool().map(example, (int(p) for p in order[lo : min(lo + batch_size, stop)]))), batch_size)
         if not repeat:
             return
+
+
+# --- prepare -----------------------------------------------------------------------------
+def _extract_volumes(archive: Path, out_dir: Path) -> int:
+    """Stream the ``.h5`` members of a tar.xz into ``out_dir`` (flat, as AlgoPerf's renamed folders)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        with tarfile.open(archive, "r|*") as tar:  # streaming: one pass over the archive
+            for member in tar:
+                name = os.path.basename(member.name)
+                if not member.isfile() or not name.endswith(".h5"):
+                    continue
+                part = out_dir / f"{name}.part"
+                src = tar.extractfile(member)
+                assert src is not None
+                with src, open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+                part.replace(out_dir / name)
+                count += 1
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ValueError(f"reading {archive} failed ({e}): re-download it") from e
+    if count == 0:
+        raise ValueError(f"{archive} holds no .h5 volumes: is it the fastMRI knee single-coil archive?")
+    return count
+
+
+def prepare(data_dir: str | Path, source: str | Path | None = None, **options: str) -> Path:
+    """Extract the official archives into ``<data_dir>/fastmri/knee_singlecoil_{train,val}/``.
+
+    ``source``: a folder with ``knee_singlecoil_train.tar.xz`` and
+    ``knee_singlecoil_val.tar.xz`` (their ``singlecoil_train/``, ``singlecoil_val/``
+    folders become AlgoPerf's renamed ``knee_singlecoil_*``). The test archive is not
+    needed: AlgoPerf's test split is half of the val set. No options.
+    """
+    if options:
+        raise TypeError(f"fastmri takes no options, got {', '.join(sorted(options))}")
+    if source is None:
+        raise DataNotFoundError(f"fastMRI needs a signed data use agreement, so it has no direct download. {SETUP_HINT}")
+    source = Path(source)
+    archives = {folder: source / name for folder, name in ARCHIVES.items()}
+    missing = [str(p) for p in archives.values() if not p.is_file()]
+    if missing:
+        raise DataNotFoundError(f"missing {', '.join(missing)}. {SETUP_HINT}")
+    out = Path(data_dir) / "fastmri"
+    for folder, archive in archives.items():
+        _extract_volumes(archive, out / folder)
+        slice_index(sorted(glob.glob(str(out / folder / "*.h5")))[:1])  # the right kind of file
+    return out

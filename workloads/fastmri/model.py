@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algoperf.layers import dropout
+
 Activation = Callable[[jax.Array], jax.Array]
 
 
@@ -34,21 +36,16 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
-class ChannelDropout(nn.Module):
-    """Dropout2d: one Bernoulli(1 - rate) draw per example and channel, scaled by 1/(1 - rate).
+def channel_dropout(x: jax.Array, rate: float | jax.Array, rng: jax.Array | None) -> jax.Array:
+    """Dropout2d on NHWC: one keep/drop draw per example and channel, shared over H and W.
 
     Decision (see README): unlike the reference JAX U-Net, where the rate never reaches
     the blocks (so dropout is dead), the rate passed to ``model_fn`` takes effect, as in
     the PyTorch reference. The default rate is 0, where both agree.
     """
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic:
-            return x
-        keep = 1.0 - rate
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.shape[0], 1, 1, x.shape[3]))
-        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+    if rng is None:
+        return x
+    return x * dropout(jnp.ones((x.shape[0], 1, 1, x.shape[3]), x.dtype), rate, rng)
 
 
 class ConvBlock(nn.Module):
@@ -65,7 +62,7 @@ class ConvBlock(nn.Module):
             else:
                 x = instance_norm(x)
             x = self.activation(x)
-            x = ChannelDropout()(x, dropout_rate, deterministic=not train)
+            x = channel_dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         return x
 
 

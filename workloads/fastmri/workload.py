@@ -7,6 +7,7 @@ Batches: {'inputs', 'targets' [B, 320, 320], 'mean', 'std', 'volume_max' [B],
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -72,10 +73,10 @@ class FastMriWorkload(spec.Workload):
     def init_model_fn(self, rng, dropout_rate=None, aux_dropout_rate=None) -> spec.ModelInitState:
         del dropout_rate, aux_dropout_rate
         x = jnp.zeros((1, self.image_size, self.image_size), jnp.float32)
-        params = jax.jit(self.model.init)(rng, x)["params"]
+        params = param_utils.fast_init(self.model, rng, x)["params"]
         self._param_shapes = param_utils.param_shapes(params)
         self._param_types = param_utils.param_types(params)
-        return params, None
+        return jax_sharding_utils.replicate(params), None
 
     def model_fn(
         self,
@@ -111,27 +112,30 @@ class FastMriWorkload(spec.Workload):
 
     # --- data ----------------------------------------------------------------------
     def _index(self, split: str, data_dir: str | None) -> list[tuple[str, int]]:
+        """(file, slice) of every example of ``split`` (eval_train: the train slices), cached."""
         cache = self.__dict__.setdefault("_indices", {})
         key = "train" if split == "eval_train" else split
         if key not in cache:
             cache[key] = input_pipeline.slice_index(input_pipeline.split_files(data_dir, key))
         return cache[key]
 
-    def _build_input_queue(
-        self, data_rng, split, data_dir, global_batch_size, cache=None, repeat_final_dataset=None, num_batches=None
-    ) -> Iterator[dict[str, Any]]:
+    def _host_batches(self, data_rng, split, data_dir, global_batch_size, repeat) -> Iterator[dict[str, np.ndarray]]:
         index = self._index(split, data_dir)  # raises DataNotFoundError now, not at next()
         seed = _seed(data_rng) if data_rng is not None else 0
         if split == "train":
-            batches = input_pipeline.batches(index, global_batch_size, seed, repeat=True, drop_remainder=True)
-        else:
-            if split == "eval_train":
-                # A fixed random subset of the training slices, as the reference's cached take().
-                order = np.random.default_rng(seed).permutation(len(index))[: self.num_eval_train_examples]
-                index = [index[i] for i in sorted(order)]
-            batches = input_pipeline.batches(
-                index, global_batch_size, None, repeat=bool(repeat_final_dataset), drop_remainder=False
-            )
+            return input_pipeline.batches(index, global_batch_size, seed, repeat=True, drop_remainder=True)
+        if split == "eval_train":
+            # A fixed random subset of the training slices with per-slice masks, as the
+            # reference's shuffled, cached take() of eval_train.
+            chosen = np.random.default_rng(seed).permutation(len(index))[: self.num_eval_train_examples]
+            subset = [index[i] for i in sorted(chosen)]
+            return input_pipeline.batches(subset, global_batch_size, seed, repeat, drop_remainder=False, shuffle=False)
+        return input_pipeline.batches(index, global_batch_size, None, repeat, drop_remainder=False)
+
+    def _build_input_queue(
+        self, data_rng, split, data_dir, global_batch_size, cache=None, repeat_final_dataset=None, num_batches=None
+    ) -> Iterator[dict[str, Any]]:
+        batches = self._host_batches(data_rng, split, data_dir, global_batch_size, bool(repeat_final_dataset))
         sharding = jax_sharding_utils.get_batch_dim_sharding()
 
         def placed():
@@ -160,17 +164,20 @@ class FastMriWorkload(spec.Workload):
     def _eval_model_on_split(
         self, split, num_examples, global_batch_size, params, model_state, rng, data_dir, global_step=0
     ) -> dict[str, float]:
-        """{'ssim', 'loss'}: weighted sums over ceil(num_examples / batch) batches / num_examples."""
-        del model_state, global_step
+        """{'ssim', 'loss'}: weighted sums over ceil(num_examples / batch) batches / num_examples.
+
+        Each split's batches are prepared once and kept on the host (the reference caches
+        them too): eval_train's subset is drawn from a fixed seed at the first evaluation.
+        """
+        del model_state, global_step, rng
         num_batches = math.ceil(num_examples / global_batch_size)
-        if split not in self._eval_iters:
-            # Eval-train's subset is drawn once, from a fixed seed, and kept for the run.
-            self._eval_iters[split] = self._build_input_queue(
-                jax.random.PRNGKey(0) if rng is None else rng, split, data_dir, global_batch_size,
-                repeat_final_dataset=True,
-            )
-        it = self._eval_iters[split]
-        pending = [self._eval_step(params, b) for _, b in zip(range(num_batches), it, strict=False)]
+        cache = self.__dict__.setdefault("_eval_batches", {})
+        key = (split, global_batch_size, num_batches)
+        if key not in cache:
+            host = self._host_batches(jax.random.PRNGKey(0), split, data_dir, global_batch_size, repeat=True)
+            cache[key] = list(itertools.islice(host, num_batches))
+        sharding = jax_sharding_utils.get_batch_dim_sharding()
+        pending = [self._eval_step(params, jax.device_put(b, sharding)) for b in cache[key]]
         sums = jax.device_get(pending)
         return {k: float(np.sum([np.float64(s[k]) for s in sums])) / num_examples for k in ("ssim", "loss")}
 

@@ -147,19 +147,6 @@ def spec_augment(
     return jnp.where(keep, x, 0.0)
 
 
-class Dropout(nn.Module):
-    """Inverted dropout with a call-time (possibly traced) rate, as ``jax_utils.Dropout``:
-    it always draws a mask when not deterministic, also at rate 0."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic:
-            return x
-        keep = 1.0 - rate
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
-        return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
-
-
 class LayerNorm(nn.Module):
     """x_hat (1 + scale) + bias over the last axis, eps 1e-6, two-pass variance; scale and
     bias start at 0 (the reference's custom LayerNorm)."""

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .frontend import ConvSubsampling, Dropout, LayerNorm, MaskedBatchNorm, log_mel, spec_augment
+from algoperf.layers import dropout
+
+from .frontend import ConvSubsampling, LayerNorm, MaskedBatchNorm, log_mel, spec_augment
 
 Activation = Callable[[jax.Array], jax.Array]
 XAVIER = nn.initializers.xavier_uniform()
@@ -46,9 +48,9 @@ class FeedForward(nn.Module):
         m = (1.0 - paddings)[..., None]
         y = LayerNorm()(x)
         y = nn.Dense(self.hidden, kernel_init=XAVIER)(y)
-        y = Dropout()(self.activation(y), dropout_rate, deterministic=not train)
+        y = dropout(self.activation(y), dropout_rate, self.make_rng("dropout") if train else None)
         y = nn.Dense(self.dim, kernel_init=XAVIER)(y * m) * m
-        return Dropout()(y, dropout_rate, deterministic=not train)
+        return dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
 
 
 class SelfAttention(nn.Module):
@@ -96,7 +98,7 @@ class ConvModule(nn.Module):
         )(y)
         y = MaskedBatchNorm()(y, paddings, train)
         y = nn.Dense(self.dim, kernel_init=XAVIER)(self.activation(y))
-        return Dropout()(y, dropout_rate, deterministic=not train)
+        return dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
 
 
 class ConformerBlock(nn.Module):
@@ -112,7 +114,7 @@ class ConformerBlock(nn.Module):
     def __call__(self, x, paddings, dropout_rate, train: bool) -> jax.Array:
         x = x + 0.5 * FeedForward(self.dim, self.ffn_hidden, self.activation)(x, paddings, dropout_rate, train)
         y = SelfAttention(self.dim, self.num_heads, self.temperature)(LayerNorm()(x), paddings)
-        x = x + Dropout()(y, dropout_rate, deterministic=not train)
+        x = x + dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
         x = x + ConvModule(self.dim, self.kernel_size, self.activation)(x, paddings, dropout_rate, train)
         x = x + 0.5 * FeedForward(self.dim, self.ffn_hidden, self.activation)(x, paddings, dropout_rate, train)
         return LayerNorm()(x) if self.post_layer_norm else x
@@ -139,7 +141,7 @@ class Conformer(nn.Module):
             x = spec_augment(self.make_rng("dropout"), x, paddings)
         x, paddings = ConvSubsampling(self.dim, self.subsampling_channels)(x, paddings)
         x = x + sinusoidal_positions(x.shape[1], self.dim)[None]
-        x = Dropout()(x, dropout_rate, deterministic=not train)
+        x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         for _ in range(self.num_blocks):
             x = ConformerBlock(
                 self.dim, self.num_heads, self.ffn_hidden, self.kernel_size, self.activation,

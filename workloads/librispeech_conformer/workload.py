@@ -44,8 +44,11 @@ class LibriSpeechWorkloadBase(spec.Workload):
     default_dropout_rate = 0.1
     eval_period_time_sec = 1_440.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, model_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """``model_overrides``: keyword arguments for the model class (sizes, ``vocab_size``)
+        replacing the workload's; tests use them for small configurations."""
+        super().__init__(**kwargs)
+        self.model_overrides = dict(model_overrides or {})
         self._tokenizer = None
 
     @property
@@ -62,7 +65,7 @@ class LibriSpeechWorkloadBase(spec.Workload):
         """Params and model state {'batch_stats': ...} ({} without batch norm)."""
         del dropout_rate, aux_dropout_rate
         x = jnp.zeros((2, input_pipeline.MAX_AUDIO), jnp.float32)
-        variables = jax.jit(functools.partial(self.model.init, train=False))(rng, x, x)
+        variables = param_utils.fast_init(self.model, rng, x, x)
         params = variables["params"]
         self._param_shapes = param_utils.param_shapes(params)
         self._param_types = param_utils.param_types(params)
@@ -202,9 +205,10 @@ class LibriSpeechConformerWorkload(LibriSpeechWorkloadBase):
 
     @functools.cached_property
     def model(self) -> nn.Module:
-        return Conformer(
-            activation=self.activation, temperature=self.attention_temperature, post_layer_norm=self.post_layer_norm
-        )
+        return Conformer(**{
+            "activation": self.activation, "temperature": self.attention_temperature,
+            "post_layer_norm": self.post_layer_norm, **self.model_overrides,
+        })
 
 
 class LibriSpeechConformerAttentionTemperatureWorkload(LibriSpeechConformerWorkload):

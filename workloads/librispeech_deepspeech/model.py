@@ -18,9 +18,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algoperf.layers import dropout
+
 from ..librispeech_conformer.frontend import (
     ConvSubsampling,
-    Dropout,
     LayerNorm,
     MaskedBatchNorm,
     log_mel,
@@ -79,7 +80,7 @@ class DeepSpeech(nn.Module):
         if train:
             x = spec_augment(self.make_rng("dropout"), x, paddings, self.num_time_masks, self.num_freq_masks)
         x, paddings = ConvSubsampling(self.dim, self.subsampling_channels, self.activation)(x, paddings)
-        x = Dropout()(x, dropout_rate, deterministic=not train)
+        x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         for _ in range(self.num_lstm_layers):
             y = BiLSTM(self.lstm_units)(Norm(self.use_layer_norm)(x, paddings, train), paddings)
             x = x + y if self.use_residual else y
@@ -88,7 +89,7 @@ class DeepSpeech(nn.Module):
         for _ in range(self.num_ffn_layers):
             y = Norm(self.use_layer_norm)(x, paddings, train)
             y = self.activation(nn.Dense(self.dim, kernel_init=XAVIER)(y)) * m
-            y = Dropout()(y, ffn_rate, deterministic=not train)
+            y = dropout(y, ffn_rate, self.make_rng("dropout") if train else None)
             x = x + y if self.use_residual else y
         if self.decoder_layer_norm:
             x = LayerNorm()(x)

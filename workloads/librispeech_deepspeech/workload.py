@@ -31,14 +31,15 @@ class LibriSpeechDeepSpeechWorkload(LibriSpeechWorkloadBase):
 
     @functools.cached_property
     def model(self) -> nn.Module:
-        return DeepSpeech(
-            activation=self.activation,
-            use_residual=self.use_residual,
-            use_layer_norm=self.use_layer_norm,
-            decoder_layer_norm=self.decoder_layer_norm,
-            num_time_masks=self.num_time_masks,
-            num_freq_masks=self.num_freq_masks,
-        )
+        return DeepSpeech(**{
+            "activation": self.activation,
+            "use_residual": self.use_residual,
+            "use_layer_norm": self.use_layer_norm,
+            "decoder_layer_norm": self.decoder_layer_norm,
+            "num_time_masks": self.num_time_masks,
+            "num_freq_masks": self.num_freq_masks,
+            **self.model_overrides,
+        })
 
 
 class LibriSpeechDeepSpeechTanhWorkload(LibriSpeechDeepSpeechWorkload):

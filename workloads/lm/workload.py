@@ -1,7 +1,7 @@
 """A decoder-only LM workload after AlgoPerf's upstream finewebedu_lm; metric perplexity.
 
 Targets and budgets are the upstream ones (validation ppl 22.432, no test split) and are
-PROVISIONAL here: our data are whatever corpus ``input_pipeline.prepare`` was given, so
+PROVISIONAL here: our data are whatever corpus ``algoperf data prepare lm`` was given, so
 reset them with ``algoperf targets`` on real hardware and data.
 """
 
@@ -52,7 +52,10 @@ def lm_cross_entropy(
 
 class LmWorkload(spec.Workload):
     name = "lm"
-    description = "decoder-only LM (RoPE, QK-norm, ctx 1024, bf16), perplexity; provisional targets"
+    description = (
+        "decoder-only LM (RoPE, QK-norm, ctx 1024, bf16), perplexity; PROVISIONAL targets "
+        "(upstream finewebedu_lm's 22.432 ppl, not re-set on our data and hardware)"
+    )
     data_source = "download"
 
     target_metric_name = "ppl"
@@ -126,6 +129,12 @@ class LmWorkload(spec.Workload):
     def _split_windows(self, split: str, data_dir: str | None) -> np.ndarray:
         key = "train" if split == "eval_train" else split
         if key not in self._windows:
+            vocab = input_pipeline.load_meta(data_dir)["vocab_size"]
+            if vocab > self.config.vocab_size:  # ids past the embedding would be silently wrong
+                raise ValueError(
+                    f"the data in {data_dir} has a vocabulary of {vocab} tokens, the model only "
+                    f"{self.config.vocab_size}: prepare it with the model's tokenizer (GPT-2)"
+                )
             self._windows[key] = input_pipeline.windows(data_dir, key, self.config.seq_len)
         return self._windows[key]
 

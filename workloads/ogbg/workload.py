@@ -169,7 +169,9 @@ class OgbgWorkload(spec.Workload):
             stream = (graphs[i] for i in np.sort(order))
         else:
             stream = iter(graphs)
-        num_shards = jax.device_count()
+        # One shard-batch per device of the trial's mesh (not jax.device_count(): a trial or
+        # test may narrow the devices with jax_sharding_utils.use_devices).
+        num_shards = jax_sharding_utils.get_mesh().size
         sharding = jax_sharding_utils.get_batch_dim_sharding()
         for i, batch in enumerate(input_pipeline.batches(stream, global_batch_size, num_shards)):
             if num_batches is not None and i >= num_batches:
