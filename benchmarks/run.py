@@ -62,6 +62,12 @@ def _scheduling() -> dict:
     return bench_scheduling.measure()
 
 
+def _image_pipeline() -> dict:
+    import bench_image_pipeline
+
+    return bench_image_pipeline.measure()
+
+
 FIGURES: dict[str, tuple[Callable[[], dict], str, str]] = {
     # name: (measure, results.json key, goal)
     "overhead": (_overhead, "harness_overhead_ratio", ">= 0.98"),
@@ -71,6 +77,7 @@ FIGURES: dict[str, tuple[Callable[[], dict], str, str]] = {
     "first_step": (_first_step, "time_to_first_step_s", "reported"),
     "reproducibility": (_reproducibility, "target_step_identical", "true"),
     "scoring": (_scoring, "score_seconds", "reported"),
+    "image_pipeline": (_image_pipeline, "vit_images_per_cpu_s", "reported"),
 }
 
 

@@ -1,5 +1,6 @@
-"""cifar (ResNet-18): architecture parity, constants, the pickle reader, augmentation, and one
-train step and one eval through the real pipeline on small pickle files in the official format.
+"""cifar (ResNet-18): architecture parity, constants, the pickle reader, augmentation, and
+``algoperf data prepare cifar`` (through the CLI, from a small cifar-10-python.tar.gz) followed
+by one train step and one eval through the real pipeline.
 
 Full-size ResNet-18 is only built with ``jax.eval_shape``; computation uses the same module
 class with 4 base filters.
@@ -8,6 +9,9 @@ class with 4 base filters.
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import jax
@@ -96,14 +100,50 @@ def test_missing_or_bad_data_gives_a_clear_error(tmp_path):
         input_pipeline.load(tmp_path)
 
 
+def write_archive(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """cifar-10-python.tar.gz as distributed: the batches under cifar-10-batches-py/."""
+    written = write_cifar(tmp_path / "src")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive, written
+
+
+def test_prepare_rejects_bad_sources(tmp_path):
+    with pytest.raises(spec.DataNotFoundError, match="cifar-10-python.tar.gz"):
+        input_pipeline.prepare(tmp_path / "d", tmp_path / "missing")
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(spec.DataNotFoundError, match="not a readable .tar.gz"):
+        input_pipeline.prepare(tmp_path / "d", tmp_path)  # a folder holding the archive
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(Path(__file__), arcname="readme.txt")
+    with pytest.raises(spec.DataNotFoundError, match="no cifar-10-batches-py"):
+        input_pipeline.prepare(tmp_path / "d2", other)
+    with pytest.raises(TypeError, match="no --option"):
+        input_pipeline.prepare(tmp_path / "d", bad, size="1")
+
+
 @pytest.mark.slow  # compiles a (small) ResNet: 10-60 s on 2 busy cores
-def test_train_step_and_eval_through_the_real_pipeline(tmp_path):
-    write_cifar(tmp_path)
+def test_prepare_through_the_cli_then_train_step_and_eval(tmp_path):
+    archive, written = write_archive(tmp_path)
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "data", "prepare", "cifar", "--data-dir", str(data), "--source", str(archive)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    folder = data / "cifar10" / "cifar-10-batches-py"  # AlgoPerf's PyTorch layout
+    with open(folder / "data_batch_3", "rb") as f:
+        np.testing.assert_array_equal(pickle.load(f, encoding="bytes")[b"data"], written["data_batch_3"])
+
     w = registry.get_workload("cifar")
-    w._model = w.model.clone(num_filters=4, stage_sizes=(1, 1, 1, 1))
+    # The model's own classes, two stages of one block (an identity and a strided one): compiling is the cost.
+    w._model = w.model.clone(num_filters=4, stage_sizes=(1, 1))
     w.num_validation_examples = 2
     params, state = w.init_model_fn(jax.random.PRNGKey(0))
-    queue = w._build_input_queue(jax.random.PRNGKey(1), "train", str(tmp_path), 4)
+    queue = w._build_input_queue(jax.random.PRNGKey(1), "train", str(data), 4)
     batch = next(queue)
     assert batch["inputs"].shape == (4, 32, 32, 3) and "weights" not in batch
 
@@ -122,8 +162,8 @@ def test_train_step_and_eval_through_the_real_pipeline(tmp_path):
     assert float(l1) < float(l0)
     assert not np.allclose(s1["batch_stats"]["BatchNorm_init"]["mean"], 0.0)
 
-    metrics = w._eval_model_on_split("validation", 2, 4, p1, s1, jax.random.PRNGKey(2), str(tmp_path))
-    splits = input_pipeline.load(tmp_path)
+    metrics = w._eval_model_on_split("validation", 2, 4, p1, s1, jax.random.PRNGKey(2), str(data))
+    splits = input_pipeline.load(data)
     x = input_pipeline.normalize(splits["validation"]["images"])
     y = splits["validation"]["targets"]
     forward = jax.jit(w.model_fn, static_argnums=(3, 5))
@@ -131,3 +171,17 @@ def test_train_step_and_eval_through_the_real_pipeline(tmp_path):
     logits = logits[:2]  # same batch shape as the padded eval batch; padding does not leak (running stats)
     assert metrics["accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)))
     assert metrics["loss"] == pytest.approx(float(w.loss_fn(jnp.asarray(y), logits)["summed"]) / 2, rel=1e-4)
+
+
+# --- data parallel (tests/data_parallel_check.py) --------------------------------------------
+
+
+def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
+    """ResNet-18's classes with 4 base filters and two stages of one block (an identity and a
+    strided, projected one: compiling is the cost); a global batch of 16 CIFAR-shaped inputs.
+    Its batch_stats (the BN moments of the global batch) are compared as well."""
+    w = registry.get_workload("cifar")
+    w._model = w.model.clone(num_filters=4, stage_sizes=(1, 1))
+    rng = np.random.default_rng(0)
+    inputs = (rng.normal(size=(16, 32, 32, 3)) * 2 + 1).astype(np.float32)
+    return w, {"inputs": inputs, "targets": rng.integers(0, 10, 16).astype(np.int32)}

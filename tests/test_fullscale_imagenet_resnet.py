@@ -1,6 +1,7 @@
 """imagenet_resnet (ResNet-50) and variants: architecture parity, constants, loss/eval maths,
-BatchNorm semantics, and the TensorFlow-free ImageNet pipeline on small files in both of
-AlgoPerf's on-disk layouts.
+BatchNorm semantics, the TensorFlow-free ImageNet pipeline on small files in both of
+AlgoPerf's on-disk layouts (eval streams: centre crop, eval_train, ImageNet-v2, padding), and
+``algoperf data prepare imagenet`` from tiny archives in the official formats.
 
 Full-size ResNet-50 is only built with ``jax.eval_shape`` (no computation); real forward and
 train steps use the same module classes at reduced depth/width (``small_model``) because a
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import jax
@@ -281,10 +285,26 @@ def test_both_layouts_give_the_same_eval_batches(tmp_path):
     assert test.labels.tolist() == [0, 1]
 
 
+def direct_metrics(forward, params, state, images: list[tuple[bytes, int]], size: int = 32) -> dict[str, float]:
+    """Accuracy and mean loss computed directly, one image at a time (batches of 4, the compiled shape)."""
+    x = np.stack([input_pipeline.normalize(input_pipeline.preprocess_eval(d, size)) for d, _ in images])
+    y = np.array([label for _, label in images])
+    logits = []
+    for start in range(0, len(x), 4):
+        idx = [start + i if start + i < len(x) else start for i in range(4)]  # repeat rows to fill 4
+        out, _ = forward(params, {"inputs": jnp.asarray(x[idx])}, state, spec.ForwardPassMode.EVAL, None, False)
+        logits.append(np.asarray(out)[: min(4, len(x) - start)])
+    logits = np.concatenate(logits)
+    return {
+        "accuracy": float(np.mean(np.argmax(logits, -1) == y)),
+        "loss": float(softmax_cross_entropy(jnp.asarray(y), jnp.asarray(logits))["summed"]) / len(y),
+    }
+
+
 def test_train_batch_and_eval_through_the_real_pipeline(tmp_path, small):
     images = write_imagenet_folders(tmp_path)
     w, params, state, forward = small
-    w.num_validation_examples = 6  # the files written above; eval batch 4: 2 batches, last padded
+    w._eval_iters.clear()  # the shared workload may have evaluated another folder
     queue = w._build_input_queue(jax.random.PRNGKey(1), "train", str(tmp_path), 4)
     batch = next(queue)
     # The pipeline crops to the workload's input size (224; 32 for this small test model).
@@ -294,19 +314,214 @@ def test_train_batch_and_eval_through_the_real_pipeline(tmp_path, small):
     _, new_state = forward(params, batch, state, spec.ForwardPassMode.TRAIN, None, True)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
 
+    # 6 validation images, eval batch 4: the second batch has 2 real rows and 2 of weight 0;
+    # every image counts once, so the eval equals the direct mean.
     metrics = w._eval_model_on_split("validation", 6, 4, params, state, jax.random.PRNGKey(2), str(tmp_path))
-    # The same numbers computed directly, one image at a time.
-    x = np.stack([input_pipeline.normalize(input_pipeline.preprocess_eval(d, 32)) for d, _ in images["validation"]])
-    y = np.array([label for _, label in images["validation"]])
-    # Rows 0-3, then 4-5 (with two repeats to keep the compiled batch shape of 4).
-    logits = np.concatenate([
-        forward(params, {"inputs": jnp.asarray(x[idx])}, state, spec.ForwardPassMode.EVAL, None, False)[0][:n]
-        for idx, n in (([0, 1, 2, 3], 4), ([4, 5, 4, 5], 2))
-    ])
-    expected_acc = float(np.mean(np.argmax(logits, -1) == y))
-    expected_loss = float(softmax_cross_entropy(jnp.asarray(y), logits)["summed"]) / 6
-    assert metrics["accuracy"] == pytest.approx(expected_acc)
-    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    expected = direct_metrics(forward, params, state, images["validation"])
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
     # A second eval reuses the stored iterator and sees the same epoch again.
     again = w._eval_model_on_split("validation", 6, 4, params, state, jax.random.PRNGKey(2), str(tmp_path))
     assert again == pytest.approx(metrics)
+    # The test split is ImageNet-v2 (2 images here, one batch padded with 2 rows of weight 0).
+    test = w._eval_model_on_split("test", 2, 4, params, state, jax.random.PRNGKey(2), str(tmp_path))
+    expected = direct_metrics(forward, params, state, images["test"])
+    assert test["accuracy"] == pytest.approx(expected["accuracy"])
+    assert test["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+
+
+# --- eval streams ---------------------------------------------------------------------------
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_eval_preprocessing_is_the_central_87_5_percent_crop_resized_to_224():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)  # lossless PNG: exact pixels
+    # s = int(0.875 * 256) = 224 at offsets ((256 - 224 + 1) // 2, (320 - 224 + 1) // 2) = (16, 48);
+    # already 224 wide, so the resize is the identity.
+    np.testing.assert_allclose(input_pipeline.preprocess_eval(png_bytes(image)), image[16:240, 48:272], atol=1e-3)
+    # 87.5 % of the short side whatever the output size: a 64x64 output of the same crop.
+    small = input_pipeline.preprocess_eval(png_bytes(image), 64)
+    from PIL import Image
+
+    direct = Image.fromarray(image).resize((64, 64), Image.Resampling.BICUBIC, box=(48, 16, 272, 240))
+    np.testing.assert_allclose(small, np.asarray(direct, np.float32))
+
+
+def test_eval_train_is_train_images_with_eval_preprocessing_and_eval_batches_are_padded(tmp_path):
+    images = write_imagenet_folders(tmp_path)
+    w = registry.get_workload("imagenet_resnet")
+    w.init_shape = (32, 32, 3)
+
+    def key(x: np.ndarray) -> bytes:
+        return np.asarray(x, np.float32).tobytes()
+
+    train = {key(input_pipeline.normalize(input_pipeline.preprocess_eval(d, 32))): y for d, y in images["train"]}
+    rows, labels = [], []
+    queue = w._build_input_queue(jax.random.PRNGKey(0), "eval_train", str(tmp_path), 4)
+    for _ in range(3):  # 12 rows from 6 images: the stream goes on past an epoch
+        batch = jax.device_get(next(queue))
+        np.testing.assert_array_equal(batch["weights"], 1.0)  # never padded
+        rows += [key(x) for x in batch["inputs"]]
+        labels += batch["targets"].tolist()
+    assert all(r in train for r in rows)  # not augmented: exactly the eval crops of train images
+    assert labels == [train[r] for r in rows]
+    assert sorted(rows[:6]) == sorted(train)  # every image once per pass
+    other = jax.device_get(next(w._build_input_queue(jax.random.PRNGKey(5), "eval_train", str(tmp_path), 4)))
+    assert [key(x) for x in other["inputs"]] != rows[:4]  # shuffled by the seed
+
+    # Validation: in order, the epoch's last batch padded with zero rows of weight 0, then again.
+    val = w._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 4)
+    first, second, third = (jax.device_get(next(val)) for _ in range(3))
+    np.testing.assert_array_equal(first["weights"], 1.0)
+    np.testing.assert_array_equal(second["weights"], [1, 1, 0, 0])
+    np.testing.assert_array_equal(second["inputs"][2:], 0.0)
+    assert second["targets"].tolist()[:2] == [label for _, label in images["validation"][4:]]
+    np.testing.assert_array_equal(third["inputs"], first["inputs"])
+    # ImageNet-v2 (test): labels from the folder names.
+    test = jax.device_get(next(w._build_input_queue(jax.random.PRNGKey(0), "test", str(tmp_path), 4)))
+    assert test["targets"].tolist() == [0, 1, 0, 0] and test["weights"].tolist() == [1, 1, 0, 0]
+
+
+# --- algoperf data prepare imagenet ------------------------------------------------------------
+
+WNIDS = ("n01440764", "n01443537", "n01484850")
+DEVKIT_IDS = {1: "n01484850", 2: "n01440764", 3: "n01443537"}  # the devkit's IDs are not in wnid order
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_imagenet_archives(folder: Path, labels: str | None = "devkit") -> dict[str, list]:
+    """Tiny archives in the official formats: the train tar of per-class tars, the flat val tar,
+    the devkit (meta.mat + ground truth) or Kaggle's CSV, and ImageNet-v2's tar.gz."""
+    import scipy.io
+
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / input_pipeline.TRAIN_TAR, "w") as outer:
+        for wnid in WNIDS:
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as tar:
+                for i in range(2):
+                    _add(tar, f"{wnid}_{i}.JPEG", jpeg_bytes(rng, 40, 48))
+            _add(outer, f"{wnid}.tar", inner.getvalue())
+    truth = [2, 1, 3, 3, 2, 1]  # ILSVRC2012_ID of val image 1..6
+    val = [(f"ILSVRC2012_val_{i:08d}.JPEG", jpeg_bytes(rng, 44, 36), DEVKIT_IDS[t]) for i, t in enumerate(truth, 1)]
+    with tarfile.open(folder / input_pipeline.VAL_TAR, "w") as tar:
+        for name, data, _ in val:
+            _add(tar, name, data)
+    if labels == "devkit":
+        fields = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+        synsets = np.array([(i, w, "a leaf", 0) for i, w in DEVKIT_IDS.items()] + [(4, "n00001740", "entity", 3)], fields)
+        meta = io.BytesIO()
+        scipy.io.savemat(meta, {"synsets": synsets})
+        with tarfile.open(folder / input_pipeline.DEVKIT, "w:gz") as tar:
+            _add(tar, "ILSVRC2012_devkit_t12/data/meta.mat", meta.getvalue())
+            _add(tar, "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+                 "".join(f"{t}\n" for t in truth).encode())
+    elif labels == "kaggle":
+        rows = "".join(f"{name[:-5]},{wnid} 1 2 30 40 {wnid} 5 6 20 30\n" for name, _, wnid in val)
+        (folder / input_pipeline.KAGGLE_VAL_LABELS).write_text("ImageId,PredictionString\n" + rows)
+    with tarfile.open(folder / input_pipeline.V2_ARCHIVE, "w:gz") as tar:
+        for label in range(3):
+            _add(tar, f"imagenetv2-matched-frequency-format-val/{label}/{label}abc.jpeg", jpeg_bytes(rng, 30, 30))
+    return {"val": val}
+
+
+def test_data_prepare_imagenet_through_the_cli_then_train_and_eval(tmp_path, small):
+    archives = write_imagenet_archives(tmp_path / "downloads")
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "data", "prepare", "imagenet", "--data-dir", str(data),
+         "--source", str(tmp_path / "downloads")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = data / "imagenet" / "pytorch"  # AlgoPerf's PyTorch layout
+    assert sorted(d.name for d in (out / "train").iterdir()) == list(WNIDS)
+    assert sorted(f.name for f in (out / "train" / WNIDS[1]).iterdir()) == [f"{WNIDS[1]}_0.JPEG", f"{WNIDS[1]}_1.JPEG"]
+    for name, content, wnid in archives["val"]:  # each val image in its ground-truth class folder
+        assert (out / "val" / wnid / name).read_bytes() == content
+    assert sorted(d.name for d in (out / "imagenetv2-matched-frequency-format-val").iterdir()) == ["0", "1", "2"]
+    assert not list(out.glob("*.partial"))
+
+    # The real pipeline reads it from --data-dir: one train batch and one eval.
+    w, params, state, forward = small
+    w._eval_iters.clear()
+    batch = next(w._build_input_queue(jax.random.PRNGKey(1), "train", str(data), 4))
+    assert batch["inputs"].shape == (4, 32, 32, 3) and set(np.asarray(batch["targets"]).tolist()) <= {0, 1, 2}
+    forward(params, batch, state, spec.ForwardPassMode.TRAIN, None, True)
+    # Validation labels are the rank of the ground-truth wnid; in folder order (class, then file).
+    val = sorted(((WNIDS.index(w_), n), c) for n, c, w_ in archives["val"])
+    images = [(content, label) for (label, _), content in val]
+    first = next(w._build_input_queue(jax.random.PRNGKey(0), "validation", str(data), 4))
+    assert np.asarray(first["targets"]).tolist() == [label for _, label in images[:4]]
+    metrics = w._eval_model_on_split("validation", 6, 4, params, state, jax.random.PRNGKey(2), str(data))
+    expected = direct_metrics(forward, params, state, images)
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"])
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+
+
+def test_data_prepare_imagenet_kaggle_labels_resume_and_errors(tmp_path):
+    prepare = input_pipeline.prepare
+    with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_img_train.tar"):
+        prepare(tmp_path / "d", None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_img_train.tar not found"):
+        prepare(tmp_path / "d", tmp_path / "empty")
+    with pytest.raises(TypeError, match="val_labels"):
+        prepare(tmp_path / "d", tmp_path / "empty", labels="x")
+    # No labels file: the message says which ones are read.
+    write_imagenet_archives(tmp_path / "nolabels", labels=None)
+    with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_devkit_t12.tar.gz or .*LOC_val_solution.csv"):
+        prepare(tmp_path / "d", tmp_path / "nolabels")
+    # A train tar of JPEGs (not of per-class tars) is not the ILSVRC2012 train archive.
+    with tarfile.open(tmp_path / "nolabels" / input_pipeline.TRAIN_TAR, "w") as tar:
+        _add(tar, "x.JPEG", b"jpeg")
+    with pytest.raises(spec.DataNotFoundError, match="not per-class"):
+        prepare(tmp_path / "bad", tmp_path / "nolabels", val_labels=str(_kaggle(tmp_path)))
+    assert not (tmp_path / "bad" / "imagenet" / "pytorch" / "train").exists()  # only train.partial
+
+    # Kaggle's CSV gives the same layout as the devkit.
+    archives = write_imagenet_archives(tmp_path / "kaggle", labels="kaggle")
+    out = prepare(tmp_path / "k", tmp_path / "kaggle")
+    for name, _, wnid in archives["val"]:
+        assert (out / "val" / wnid / name).is_file()
+    # Prepared splits are kept: a second run needs no archives.
+    for f in (tmp_path / "kaggle").iterdir():
+        f.unlink()
+    assert prepare(tmp_path / "k", tmp_path / "kaggle") == out
+
+
+def _kaggle(tmp_path: Path) -> Path:
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
+    return path
+
+
+# --- data parallel (tests/data_parallel_check.py) --------------------------------------------
+
+
+def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
+    """ResNet-50's classes with 4 filters and two stages of one bottleneck block (projected,
+    then strided: compiling is the cost) on 32x32 images, a global batch of 16 integer labels.
+
+    Its batch_stats (the BN moments of the global batch) are compared as well.
+    """
+    w = registry.get_workload("imagenet_resnet")
+    w._model = w.model.clone(stage_sizes=(1, 1), num_filters=4)
+    w.init_shape = (32, 32, 3)
+    rng = np.random.default_rng(0)
+    inputs = (rng.normal(size=(16, 32, 32, 3)) * 2 + 1).astype(np.float32)
+    return w, {"inputs": inputs, "targets": rng.integers(0, 1000, 16).astype(np.int32)}

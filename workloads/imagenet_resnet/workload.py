@@ -27,11 +27,13 @@ class ImagenetWorkload(ImageClassifierWorkload):
     aspect_ratio_range = input_pipeline.CROP_ASPECT_RANGE
     scale_ratio_range = input_pipeline.CROP_AREA_RANGE
     init_shape = (224, 224, 3)
+    # Train-stream augmentations beyond crop + flip (the ViT workloads turn both on).
     use_mixup = False
+    use_randaugment = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Indexed sources per split (building an index of 1.28M records takes a while).
+        # Indexed sources per (data dir, split): building an index of 1.28M records takes a while.
         self._sources: dict[str, input_pipeline.Source] = {}
 
     @property
@@ -52,7 +54,7 @@ class ImagenetWorkload(ImageClassifierWorkload):
         del cache, repeat_final_dataset  # eval streams always repeat; nothing is cached in RAM
         return input_pipeline.build_input_queue(
             data_rng, split, data_dir, global_batch_size, use_mixup=self.use_mixup,
-            num_batches=num_batches, image_size=self.init_shape[0], sources=self._sources,
+            use_randaugment=self.use_randaugment, num_batches=num_batches, image_size=self.init_shape[0], sources=self._sources,
         )
 
 

@@ -18,7 +18,9 @@ class ImagenetVitWorkload(ImagenetWorkload):
     description = "ImageNet ViT-S/16 (needs --data-dir with AlgoPerf's ImageNet), accuracy"
     output_layer = "head"
     has_batch_norm = False
-    use_mixup = True  # RandAugment is not implemented yet: see README.md
+    # AlgoPerf's ViT train stream: RandAugment (N=2, M=10) after crop + flip, then mixup (alpha 0.2).
+    use_randaugment = True
+    use_mixup = True
     use_glu = False
     use_post_layer_norm = False
     use_map = False
