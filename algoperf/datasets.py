@@ -1,6 +1,6 @@
 """Datasets that need preparing, and the one contract ``algoperf data prepare`` calls.
 
-A dataset is prepared by a function in its workload's ``input_pipeline`` module::
+A dataset is prepared by a function in its workload package's ``prepare.py``::
 
     def prepare(data_dir: Path, source: Path | None = None, **options: str) -> Path
 
@@ -28,31 +28,31 @@ class Prepare(Protocol):
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    module: str  # the input_pipeline module that defines ``prepare``
+    module: str  # the workload package's prepare module, which defines ``prepare``
     workloads: str
     source: str  # what ``--source`` takes
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("mnist", "algoperf.workloads.mnist.input_pipeline", "mnist",
+    Dataset("mnist", "algoperf.workloads.mnist.prepare", "mnist",
             "a folder with the four IDX files (downloaded when omitted)"),
-    Dataset("cifar", "algoperf.workloads.cifar.input_pipeline", "cifar",
+    Dataset("cifar", "algoperf.workloads.cifar.prepare", "cifar",
             "cifar-10-python.tar.gz or a folder holding it (downloaded when omitted)"),
-    Dataset("imagenet", "algoperf.workloads.imagenet_resnet.input_pipeline", "imagenet_resnet, imagenet_vit",
+    Dataset("imagenet", "algoperf.workloads.imagenet_resnet.prepare", "imagenet_resnet, imagenet_vit",
             "a folder with ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar, the val labels "
             "(ILSVRC2012_devkit_t12.tar.gz or Kaggle's LOC_val_solution.csv) and "
             "imagenetv2-matched-frequency.tar.gz (downloaded when missing)"),
-    Dataset("ogbg", "algoperf.workloads.ogbg.input_pipeline", "ogbg",
+    Dataset("ogbg", "algoperf.workloads.ogbg.prepare", "ogbg",
             "the OGB molpcba archive (pcba.zip) or its extracted folder (downloaded when omitted)"),
-    Dataset("wmt", "algoperf.workloads.wmt.input_pipeline", "wmt",
+    Dataset("wmt", "algoperf.workloads.wmt.prepare", "wmt",
             "a folder with the WMT17 de-en training corpora and newstest2013/2014"),
-    Dataset("lm", "algoperf.workloads.lm.input_pipeline", "lm",
+    Dataset("lm", "algoperf.workloads.lm.prepare", "lm",
             "a text file, a folder of .txt files, or a parquet file with a 'text' column"),
-    Dataset("criteo1tb", "algoperf.workloads.criteo1tb.input_pipeline", "criteo1tb",
+    Dataset("criteo1tb", "algoperf.workloads.criteo1tb.prepare", "criteo1tb",
             "a folder with the Criteo 1TB day_0 ... day_23 files (plain or .gz)"),
-    Dataset("fastmri", "algoperf.workloads.fastmri.input_pipeline", "fastmri",
+    Dataset("fastmri", "algoperf.workloads.fastmri.prepare", "fastmri",
             "a folder with knee_singlecoil_train.tar.xz and knee_singlecoil_val.tar.xz"),
-    Dataset("librispeech", "algoperf.workloads.librispeech_conformer.input_pipeline",
+    Dataset("librispeech", "algoperf.workloads.librispeech_conformer.prepare",
             "librispeech_conformer, librispeech_deepspeech",
             "a folder with the six LibriSpeech .tar.gz archives (train-clean-100, ..., test-clean; downloaded when omitted)"),
 )}

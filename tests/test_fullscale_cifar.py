@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec
-from algoperf.workloads.cifar import input_pipeline
+from algoperf.workloads.cifar import input_pipeline, prepare
 
 
 def write_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
@@ -111,18 +111,18 @@ def write_archive(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 def test_prepare_rejects_bad_sources(tmp_path):
     with pytest.raises(spec.DataNotFoundError, match="cifar-10-python.tar.gz"):
-        input_pipeline.prepare(tmp_path / "d", tmp_path / "missing")
+        prepare.prepare(tmp_path / "d", tmp_path / "missing")
     bad = tmp_path / "cifar-10-python.tar.gz"
     bad.write_bytes(b"not a tar")
     with pytest.raises(spec.DataNotFoundError, match="not a readable .tar.gz"):
-        input_pipeline.prepare(tmp_path / "d", tmp_path)  # a folder holding the archive
+        prepare.prepare(tmp_path / "d", tmp_path)  # a folder holding the archive
     other = tmp_path / "other.tar.gz"
     with tarfile.open(other, "w:gz") as tar:
         tar.add(Path(__file__), arcname="readme.txt")
     with pytest.raises(spec.DataNotFoundError, match="no cifar-10-batches-py"):
-        input_pipeline.prepare(tmp_path / "d2", other)
+        prepare.prepare(tmp_path / "d2", other)
     with pytest.raises(TypeError, match="no --option"):
-        input_pipeline.prepare(tmp_path / "d", bad, size="1")
+        prepare.prepare(tmp_path / "d", bad, size="1")
 
 
 @pytest.mark.slow  # compiles a (small) ResNet: 10-60 s on 2 busy cores

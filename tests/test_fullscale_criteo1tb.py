@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, spec
-from algoperf.workloads.criteo1tb import WORKLOADS, input_pipeline
+from algoperf.workloads.criteo1tb import WORKLOADS, input_pipeline, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,9 +170,9 @@ def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(spec.DataNotFoundError, match="day_23_19 .. day_23_35"):
         workload._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 8)
     with pytest.raises(spec.DataNotFoundError, match="--source"):
-        input_pipeline.prepare(tmp_path / "out")
+        prepare.prepare(tmp_path / "out")
     with pytest.raises(spec.DataNotFoundError, match="day_0"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path)
+        prepare.prepare(tmp_path / "out", tmp_path)
 
 
 def test_reader_streams_and_names_the_bad_file(tmp_path):
@@ -270,7 +270,7 @@ def test_prepare_cli_then_train_step_and_eval(tmp_path):
 def test_prepare_rejects_a_day_23_that_does_not_give_36_files(tmp_path):
     _write_official_days(tmp_path / "download", np.random.default_rng(3))
     with pytest.raises(ValueError, match="gave 22 files"):
-        input_pipeline.prepare(tmp_path / "data", tmp_path / "download", lines_per_file="5")
+        prepare.prepare(tmp_path / "data", tmp_path / "download", lines_per_file="5")
 
 
 # --- data parallel (tests/data_parallel_check.py) --------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from algoperf import param_utils, spec
-from algoperf.workloads.fastmri import WORKLOADS, input_pipeline, metrics
+from algoperf.workloads.fastmri import WORKLOADS, input_pipeline, metrics, prepare
 from algoperf.workloads.fastmri.model import UNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,15 +111,15 @@ def test_loss_hand_computed_and_missing_data(tmp_path):
     with pytest.raises(spec.DataNotFoundError, match="knee_singlecoil"):
         workload._build_input_queue(jax.random.PRNGKey(0), "validation", str(tmp_path), 8)
     with pytest.raises(spec.DataNotFoundError, match="fastmri.med.nyu.edu"):
-        input_pipeline.prepare(tmp_path / "data")
+        prepare.prepare(tmp_path / "data")
     with pytest.raises(spec.DataNotFoundError, match="knee_singlecoil_train.tar.xz"):
-        input_pipeline.prepare(tmp_path / "data", tmp_path)
+        prepare.prepare(tmp_path / "data", tmp_path)
     (tmp_path / "notes.txt").write_text("not a volume")
-    for name in input_pipeline.ARCHIVES.values():
+    for name in prepare.ARCHIVES.values():
         with tarfile.open(tmp_path / name, "w:xz") as tar:
             tar.add(tmp_path / "notes.txt", "singlecoil_train/notes.txt")
     with pytest.raises(ValueError, match="holds no .h5 volumes"):
-        input_pipeline.prepare(tmp_path / "data", tmp_path)
+        prepare.prepare(tmp_path / "data", tmp_path)
 
 
 def test_small_unet_train_step_lowers_loss():

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec, tfrecord
-from algoperf.workloads.imagenet_resnet import input_pipeline
+from algoperf.workloads.imagenet_resnet import input_pipeline, prepare
 from algoperf.workloads.imagenet_resnet.base import batch_metric_sums, softmax_cross_entropy
 
 RESNET50_PARAMS = 25_557_032  # spec sheet 3.1
@@ -409,7 +409,7 @@ def write_imagenet_archives(folder: Path, labels: str | None = "devkit") -> dict
 
     rng = np.random.default_rng(1)
     folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(folder / input_pipeline.TRAIN_TAR, "w") as outer:
+    with tarfile.open(folder / prepare.TRAIN_TAR, "w") as outer:
         for wnid in WNIDS:
             inner = io.BytesIO()
             with tarfile.open(fileobj=inner, mode="w") as tar:
@@ -418,7 +418,7 @@ def write_imagenet_archives(folder: Path, labels: str | None = "devkit") -> dict
             _add(outer, f"{wnid}.tar", inner.getvalue())
     truth = [2, 1, 3, 3, 2, 1]  # ILSVRC2012_ID of val image 1..6
     val = [(f"ILSVRC2012_val_{i:08d}.JPEG", jpeg_bytes(rng, 44, 36), DEVKIT_IDS[t]) for i, t in enumerate(truth, 1)]
-    with tarfile.open(folder / input_pipeline.VAL_TAR, "w") as tar:
+    with tarfile.open(folder / prepare.VAL_TAR, "w") as tar:
         for name, data, _ in val:
             _add(tar, name, data)
     if labels == "devkit":
@@ -426,14 +426,14 @@ def write_imagenet_archives(folder: Path, labels: str | None = "devkit") -> dict
         synsets = np.array([(i, w, "a leaf", 0) for i, w in DEVKIT_IDS.items()] + [(4, "n00001740", "entity", 3)], fields)
         meta = io.BytesIO()
         scipy.io.savemat(meta, {"synsets": synsets})
-        with tarfile.open(folder / input_pipeline.DEVKIT, "w:gz") as tar:
+        with tarfile.open(folder / prepare.DEVKIT, "w:gz") as tar:
             _add(tar, "ILSVRC2012_devkit_t12/data/meta.mat", meta.getvalue())
             _add(tar, "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
                  "".join(f"{t}\n" for t in truth).encode())
     elif labels == "kaggle":
         rows = "".join(f"{name[:-5]},{wnid} 1 2 30 40 {wnid} 5 6 20 30\n" for name, _, wnid in val)
-        (folder / input_pipeline.KAGGLE_VAL_LABELS).write_text("ImageId,PredictionString\n" + rows)
-    with tarfile.open(folder / input_pipeline.V2_ARCHIVE, "w:gz") as tar:
+        (folder / prepare.KAGGLE_VAL_LABELS).write_text("ImageId,PredictionString\n" + rows)
+    with tarfile.open(folder / prepare.V2_ARCHIVE, "w:gz") as tar:
         for label in range(3):
             _add(tar, f"imagenetv2-matched-frequency-format-val/{label}/{label}abc.jpeg", jpeg_bytes(rng, 30, 30))
     return {"val": val}
@@ -474,34 +474,33 @@ def test_data_prepare_imagenet_through_the_cli_then_train_and_eval(tmp_path, sma
 
 
 def test_data_prepare_imagenet_kaggle_labels_resume_and_errors(tmp_path):
-    prepare = input_pipeline.prepare
     with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_img_train.tar"):
-        prepare(tmp_path / "d", None)
+        prepare.prepare(tmp_path / "d", None)
     (tmp_path / "empty").mkdir()
     with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_img_train.tar not found"):
-        prepare(tmp_path / "d", tmp_path / "empty")
+        prepare.prepare(tmp_path / "d", tmp_path / "empty")
     with pytest.raises(TypeError, match="val_labels"):
-        prepare(tmp_path / "d", tmp_path / "empty", labels="x")
+        prepare.prepare(tmp_path / "d", tmp_path / "empty", labels="x")
     # No labels file: the message says which ones are read.
     write_imagenet_archives(tmp_path / "nolabels", labels=None)
     with pytest.raises(spec.DataNotFoundError, match="ILSVRC2012_devkit_t12.tar.gz or .*LOC_val_solution.csv"):
-        prepare(tmp_path / "d", tmp_path / "nolabels")
+        prepare.prepare(tmp_path / "d", tmp_path / "nolabels")
     # A train tar of JPEGs (not of per-class tars) is not the ILSVRC2012 train archive.
-    with tarfile.open(tmp_path / "nolabels" / input_pipeline.TRAIN_TAR, "w") as tar:
+    with tarfile.open(tmp_path / "nolabels" / prepare.TRAIN_TAR, "w") as tar:
         _add(tar, "x.JPEG", b"jpeg")
     with pytest.raises(spec.DataNotFoundError, match="not per-class"):
-        prepare(tmp_path / "bad", tmp_path / "nolabels", val_labels=str(_kaggle(tmp_path)))
+        prepare.prepare(tmp_path / "bad", tmp_path / "nolabels", val_labels=str(_kaggle(tmp_path)))
     assert not (tmp_path / "bad" / "imagenet" / "pytorch" / "train").exists()  # only train.partial
 
     # Kaggle's CSV gives the same layout as the devkit.
     archives = write_imagenet_archives(tmp_path / "kaggle", labels="kaggle")
-    out = prepare(tmp_path / "k", tmp_path / "kaggle")
+    out = prepare.prepare(tmp_path / "k", tmp_path / "kaggle")
     for name, _, wnid in archives["val"]:
         assert (out / "val" / wnid / name).is_file()
     # Prepared splits are kept: a second run needs no archives.
     for f in (tmp_path / "kaggle").iterdir():
         f.unlink()
-    assert prepare(tmp_path / "k", tmp_path / "kaggle") == out
+    assert prepare.prepare(tmp_path / "k", tmp_path / "kaggle") == out
 
 
 def _kaggle(tmp_path: Path) -> Path:

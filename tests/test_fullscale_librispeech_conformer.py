@@ -21,7 +21,13 @@ import sentencepiece
 import soundfile
 
 from algoperf import param_utils, spec
-from algoperf.workloads.librispeech_conformer import WORKLOADS, frontend, input_pipeline, metrics
+from algoperf.workloads.librispeech_conformer import (
+    WORKLOADS,
+    frontend,
+    input_pipeline,
+    metrics,
+    prepare,
+)
 
 # The spec sheet's counts (hand-derived there, and checked JAX vs PyTorch upstream; ours agree).
 SHEET_PARAMS = {
@@ -262,32 +268,32 @@ def test_prepare_names_bad_sources(prepared, tmp_path):
     partial.mkdir()
     shutil.copy(source / "train-clean-100.tar.gz", partial)
     with pytest.raises(spec.DataNotFoundError, match="lacks train-clean-360.tar.gz, train-other-500.tar.gz"):
-        input_pipeline.prepare(tmp_path / "out", partial)
+        prepare.prepare(tmp_path / "out", partial)
     with pytest.raises(spec.DataNotFoundError, match="is not a folder"):
-        input_pipeline.prepare(tmp_path / "out", source / "dev-clean.tar.gz")
+        prepare.prepare(tmp_path / "out", source / "dev-clean.tar.gz")
     wrong = tmp_path / "wrong"
     shutil.copytree(source, wrong)
     shutil.copy(source / "dev-clean.tar.gz", wrong / "train-clean-100.tar.gz")
     with pytest.raises(ValueError, match="is it the train-clean-100 archive"):
-        input_pipeline.prepare(tmp_path / "out", wrong)
+        prepare.prepare(tmp_path / "out", wrong)
     (wrong / "train-clean-100.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(ValueError, match="train-clean-100.tar.gz is not a readable .tar.gz"):
-        input_pipeline.prepare(tmp_path / "out", wrong)
+        prepare.prepare(tmp_path / "out", wrong)
     with pytest.raises(ValueError, match="unknown librispeech option"):
-        input_pipeline.prepare(tmp_path / "out", source, vocab=8)
+        prepare.prepare(tmp_path / "out", source, vocab=8)
     shutil.copy(source / "train-clean-100.tar.gz", wrong)
     with pytest.raises(ValueError, match="SentencePiece"):
-        input_pipeline.prepare(tmp_path / "out", wrong, vocab_size="500")
+        prepare.prepare(tmp_path / "out", wrong, vocab_size="500")
 
 
 def test_prepare_downloads_when_no_source(prepared, tmp_path, monkeypatch):
     """Without --source the archives are fetched from DOWNLOAD_URL (here a file:// folder)."""
     data_dir, source, _ = prepared
-    monkeypatch.setattr(input_pipeline, "DOWNLOAD_URL", (tmp_path / "nowhere").as_uri() + "/")
+    monkeypatch.setattr(prepare, "DOWNLOAD_URL", (tmp_path / "nowhere").as_uri() + "/")
     with pytest.raises(spec.DataNotFoundError, match="--source"):
-        input_pipeline.prepare(tmp_path / "out", None)
-    monkeypatch.setattr(input_pipeline, "DOWNLOAD_URL", source.as_uri() + "/")
-    root = input_pipeline.prepare(tmp_path / "out", None, vocab_size=str(VOCAB), audio_dtype="int64")
+        prepare.prepare(tmp_path / "out", None)
+    monkeypatch.setattr(prepare, "DOWNLOAD_URL", source.as_uri() + "/")
+    root = prepare.prepare(tmp_path / "out", None, vocab_size=str(VOCAB), audio_dtype="int64")
     assert (tmp_path / "out" / "librispeech_archives" / "test-clean.tar.gz").exists()
     for split in CORPUS:
         assert (root / f"{split}.csv").read_text() == (data_dir / "librispeech" / f"{split}.csv").read_text()
@@ -305,7 +311,7 @@ def test_prepare_reads_extracted_archives(prepared, tmp_path):
     for split in CORPUS:
         with tarfile.open(source / f"{split}.tar.gz") as tar:
             tar.extractall(tmp_path / "extracted", filter="data")
-    root = input_pipeline.prepare(tmp_path / "out", tmp_path / "extracted", vocab_size=str(VOCAB))
+    root = prepare.prepare(tmp_path / "out", tmp_path / "extracted", vocab_size=str(VOCAB))
     reference = data_dir / "librispeech"
     for split in CORPUS:
         assert (root / f"{split}.csv").read_text() == (reference / f"{split}.csv").read_text()

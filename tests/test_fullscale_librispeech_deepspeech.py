@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, spec
-from algoperf.workloads.librispeech_conformer import input_pipeline
+from algoperf.workloads.librispeech_conformer import prepare
 from algoperf.workloads.librispeech_deepspeech import WORKLOADS
 from algoperf.workloads.librispeech_deepspeech.model import BiLSTM
 from tests.test_fullscale_librispeech_conformer import (
@@ -68,7 +68,7 @@ def prepared_dir(tmp_path_factory):
     source = tmp_path_factory.mktemp("librispeech_archives")
     write_librispeech_archives(source)
     data_dir = tmp_path_factory.mktemp("librispeech_data")
-    input_pipeline.prepare(data_dir, source, vocab_size=str(VOCAB))  # the CLI path: the Conformer's tests
+    prepare.prepare(data_dir, source, vocab_size=str(VOCAB))  # the CLI path: the Conformer's tests
     return data_dir
 
 

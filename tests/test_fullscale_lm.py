@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec
-from algoperf.workloads.lm import input_pipeline
+from algoperf.workloads.lm import input_pipeline, prepare
 from algoperf.workloads.lm.model import rope
 from algoperf.workloads.lm.tokenizer import ByteLevelBPE, byte_symbols
 from algoperf.workloads.lm.workload import LmWorkload, lm_cross_entropy
@@ -125,26 +125,26 @@ def test_prepare_reads_parquet_and_names_missing_pyarrow(tmp_path, monkeypatch):
 
     docs = [[1, 2, 3], [], [4, 5]]
     pq.write_table(pa.table({"input_ids": docs}), tmp_path / "ids.parquet")
-    out = input_pipeline.prepare(tmp_path / "d", tmp_path / "ids.parquet", vocab_size="8", eot_id="7",
+    out = prepare.prepare(tmp_path / "d", tmp_path / "ids.parquet", vocab_size="8", eot_id="7",
                                  validation_fraction="0")
     np.testing.assert_array_equal(np.fromfile(out / "train.bin", "<u2"), [1, 2, 3, 7, 4, 5, 7])
     pq.write_table(pa.table({"text": ["hi hi", None]}), tmp_path / "text.parquet")
     (tmp_path / "tokenizer.json").write_text(json.dumps(TOKENIZER))
-    out = input_pipeline.prepare(tmp_path / "t", tmp_path / "text.parquet", tokenizer=str(tmp_path / "tokenizer.json"),
+    out = prepare.prepare(tmp_path / "t", tmp_path / "text.parquet", tokenizer=str(tmp_path / "tokenizer.json"),
                                  validation_fraction="0")
     np.testing.assert_array_equal(np.fromfile(out / "train.bin", "<u2"), [95, 96, 97])
     with pytest.raises(ValueError, match="tokenizer"):
-        input_pipeline.prepare(tmp_path / "u", tmp_path / "text.parquet")
+        prepare.prepare(tmp_path / "u", tmp_path / "text.parquet")
     # A folder of .txt files, one document per file: "hi\nhi" is pieces "hi", "\n", "hi".
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("hi\nhi")
     (tmp_path / "docs" / "b.txt").write_text("hi")
-    out = input_pipeline.prepare(tmp_path / "f", tmp_path / "docs", tokenizer=str(tmp_path / "tokenizer.json"),
+    out = prepare.prepare(tmp_path / "f", tmp_path / "docs", tokenizer=str(tmp_path / "tokenizer.json"),
                                  documents="files", validation_fraction="0")
     assert np.fromfile(out / "train.bin", "<u2").tolist() == [95, 98, 95, 97, 95, 97]
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
     with pytest.raises(ValueError, match="pyarrow"):
-        input_pipeline.prepare(tmp_path / "v", tmp_path / "ids.parquet")
+        prepare.prepare(tmp_path / "v", tmp_path / "ids.parquet")
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
@@ -154,7 +154,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(spec.DataNotFoundError, match="meta.json"):
         next(w._build_input_queue(jax.random.PRNGKey(0), "train", str(tmp_path), 2))
     with pytest.raises(spec.DataNotFoundError, match="--source"):
-        input_pipeline.prepare(tmp_path)
+        prepare.prepare(tmp_path)
 
 
 def test_data_with_a_larger_vocabulary_than_the_model_is_refused(data_dir):

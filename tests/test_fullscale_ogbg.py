@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec, tfrecord
-from algoperf.workloads.ogbg import input_pipeline, metrics
+from algoperf.workloads.ogbg import input_pipeline, metrics, prepare
 from algoperf.workloads.ogbg.workload import OgbgWorkload
 
 # The spec sheet's counts (workloads-text-graph.md §2.2), all hand-derived there and equal to ours.
@@ -173,7 +173,7 @@ def test_prepare_writes_tfds_records_in_tfds_order(ogb_source, data_dir, tmp_pat
     # The extracted folder gives the same records as the zip.
     with zipfile.ZipFile(ogb_source[0]) as z:
         z.extractall(tmp_path / "unzipped")
-    input_pipeline.prepare(tmp_path / "out", tmp_path / "unzipped")
+    prepare.prepare(tmp_path / "out", tmp_path / "unzipped")
     name = "ogbg_molpcba-test.tfrecord-00000-of-00001"
     assert (tmp_path / "out" / "ogbg" / "ogbg_molpcba" / "0.1.3" / name).read_bytes() == (folder / name).read_bytes()
 
@@ -181,14 +181,14 @@ def test_prepare_writes_tfds_records_in_tfds_order(ogb_source, data_dir, tmp_pat
 def test_prepare_names_bad_sources(ogb_source, tmp_path):
     (tmp_path / "notazip.zip").write_bytes(b"hello")
     with pytest.raises(ValueError, match="not a zip file"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path / "notazip.zip")
+        prepare.prepare(tmp_path / "out", tmp_path / "notazip.zip")
     with pytest.raises(spec.DataNotFoundError, match="pcba.zip"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path)
+        prepare.prepare(tmp_path / "out", tmp_path)
     with zipfile.ZipFile(ogb_source[0]) as z:
         z.extractall(tmp_path / "cut")
     (tmp_path / "cut" / "pcba" / "raw" / "node-feat.csv.gz").write_bytes(_csv_gz([[1] * 9]))
     with pytest.raises(ValueError, match="node-feat.csv.gz rows: 1"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path / "cut")
+        prepare.prepare(tmp_path / "out", tmp_path / "cut")
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

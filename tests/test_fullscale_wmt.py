@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec, tfds_writer, tfrecord
-from algoperf.workloads.wmt import decode, input_pipeline
+from algoperf.workloads.wmt import decode, input_pipeline, prepare
 from algoperf.workloads.wmt.model import Transformer, TransformerConfig, sinusoid_table
 from algoperf.workloads.wmt.workload import WmtWorkload, corpus_bleu, token_cross_entropy
 
@@ -250,13 +250,13 @@ def test_prepare_names_missing_and_misaligned_files(tmp_path):
     for path in (tmp_path / "src" / "rapid").iterdir():
         path.unlink()
     with pytest.raises(spec.DataNotFoundError, match="rapid2016.tgz"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path / "src")
+        prepare.prepare(tmp_path / "out", tmp_path / "src")
     (tmp_path / "src" / "rapid" / "rapid2016.de-en.de").write_bytes(_text(["a", "b", "c"]))
     (tmp_path / "src" / "rapid" / "rapid2016.de-en.en").write_bytes(_text(["a", "b"]))
     with pytest.raises(ValueError, match="do not align"):
-        input_pipeline.prepare(tmp_path / "out", tmp_path / "src")
+        prepare.prepare(tmp_path / "out", tmp_path / "src")
     with pytest.raises(spec.DataNotFoundError, match="--source"):
-        input_pipeline.prepare(tmp_path / "out")
+        prepare.prepare(tmp_path / "out")
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

@@ -4,7 +4,8 @@ Looked for under ``--data-dir`` in ``cifar-10-batches-py/`` and ``cifar10/cifar-
 (the layout of the official ``cifar-10-python.tar.gz`` and of AlgoPerf's PyTorch setup),
 then as TFDS shards ``[cifar10/]cifar10/3.0.2/cifar10-{train,test}.tfrecord-*`` (AlgoPerf's
 JAX setup; PNG images decoded with PIL). Each pickle batch is a dict with ``b'data'``
-(N x 3072 uint8, channel-major 3 x 32 x 32 per row) and ``b'labels'``.
+(N x 3072 uint8, channel-major 3 x 32 x 32 per row) and ``b'labels'``. ``algoperf data
+prepare cifar`` (``prepare.py``) extracts the official archive into ``<data_dir>/cifar10/``.
 
 Splits as in AlgoPerf: train = the first 45,000 training images, validation = the last
 5,000, test = the 10,000 test images. Train augmentation (JAX reference, G2): zero-pad to
@@ -15,9 +16,6 @@ scaled to [0, 1] and normalised per channel.
 from __future__ import annotations
 
 import pickle
-import sys
-import tarfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,6 @@ CROP_SIZE = 32
 PADDING_SIZE = 4  # total: the reference pads to 32 + 4, i.e. 2 px per side
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 Split = dict[str, np.ndarray]
 
@@ -104,54 +101,6 @@ def load(data_dir: str | Path | None) -> dict[str, Split]:
         "validation": {"images": train_x[n_train:], "targets": train_y[n_train:]},
         "test": {"images": test_x, "targets": test_y},
     }
-
-
-def prepare(data_dir: str | Path, source: str | Path | None = None, **options: str) -> Path:
-    """Extract ``cifar-10-python.tar.gz`` into ``<data_dir>/cifar10/cifar-10-batches-py``.
-
-    That is the layout of AlgoPerf's PyTorch setup (torchvision's ``CIFAR10`` under
-    ``$DATA_DIR/cifar10``), which ``load`` reads. ``source``: the archive, or a folder
-    holding it; None downloads it from the official URL into ``<data_dir>/cifar10``.
-    Takes no options. Returns the folder of the extracted batches.
-    """
-    if options:
-        raise TypeError(f"cifar takes no --option, got {', '.join(sorted(options))}")
-    target = Path(data_dir) / "cifar10"
-    target.mkdir(parents=True, exist_ok=True)
-    if source is None:
-        archive = target / ARCHIVE_URL.rsplit("/", 1)[1]
-        if not archive.exists():
-            tmp = archive.with_suffix(".part")
-            print(f"cifar: downloading {ARCHIVE_URL}", file=sys.stderr, flush=True)
-            try:
-                urllib.request.urlretrieve(ARCHIVE_URL, tmp)
-            except OSError as e:  # URLError included
-                raise DataNotFoundError(
-                    f"downloading {ARCHIVE_URL} failed ({e}); download cifar-10-python.tar.gz by hand and "
-                    f"run `algoperf data prepare cifar --source THAT_FILE --data-dir {data_dir}`"
-                ) from e
-            tmp.replace(archive)
-    else:
-        archive = Path(source)
-        if archive.is_dir():
-            archive = archive / ARCHIVE_URL.rsplit("/", 1)[1]
-        if not archive.is_file():
-            raise DataNotFoundError(
-                f"{archive} not found: pass --source cifar-10-python.tar.gz (the 'CIFAR-10 python version' "
-                f"from {ARCHIVE_URL.rsplit('/', 1)[0]}/cifar.html) or the folder holding it"
-            )
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(target, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataNotFoundError(f"{archive} is not a readable .tar.gz ({e}); re-download cifar-10-python.tar.gz") from e
-    if not (target / "cifar-10-batches-py").is_dir():
-        raise DataNotFoundError(
-            f"{archive} has no cifar-10-batches-py/ folder: it is not the CIFAR-10 python archive "
-            "(cifar-10-python.tar.gz)"
-        )
-    load(target)  # fails clearly if a batch is missing or not a CIFAR-10 pickle
-    return target / "cifar-10-batches-py"
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

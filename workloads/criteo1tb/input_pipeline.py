@@ -3,7 +3,8 @@
 Layout: ``<data_dir>/criteo1tb/day_{d}_{NN}`` (or directly in ``<data_dir>``): each of the
 official days ``day_0 .. day_23`` cut into files of 5,000,000 lines with two-digit
 suffixes and no extension (``split -a 2 -d -l 5000000``); gzipped pieces
-(``day_{d}_{NN}.gz``) are read too. ``prepare`` writes this layout from the official files.
+(``day_{d}_{NN}.gz``) are read too. ``algoperf data prepare criteo1tb`` (``prepare.py``) writes
+this layout from the official files.
 
 A line holds 40 tab-separated fields: label, 13 integers, 26 categorical strings (8 hex
 digits); any may be empty. Parsing follows the reference (``tf.io.decode_csv`` with
@@ -49,7 +50,6 @@ from algoperf.spec import DataNotFoundError
 NUM_DAYS = 24
 NUM_DAY_23_FILES = 36
 NUM_TEST_FILES = NUM_DAY_23_FILES // 2 + 1  # 19: day_23_00 .. day_23_18
-LINES_PER_FILE = 5_000_000
 VOCAB_SIZES = (
     39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
     2208, 11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36,
@@ -261,14 +261,14 @@ def parse_lines(lines: list[str | bytes], source: str = "<lines>") -> dict[str, 
 
 
 # --- files and splits --------------------------------------------------------------------
-_PIECE = re.compile(r"day_(\d+)_(\d+)(\.gz)?$")
+PIECE_PATTERN = re.compile(r"day_(\d+)_(\d+)(\.gz)?$")  # a piece day_<d>_<NN>[.gz]
 
 
 def _root(data_dir: str | Path | None) -> str:
     if not data_dir:
         raise DataNotFoundError(f"criteo1tb needs --data-dir. {SETUP_HINT}")
     for root in (os.path.join(data_dir, "criteo1tb"), str(data_dir)):
-        if any(_PIECE.match(os.path.basename(p)) for p in glob.glob(os.path.join(root, "day_*_*"))):
+        if any(PIECE_PATTERN.match(os.path.basename(p)) for p in glob.glob(os.path.join(root, "day_*_*"))):
             return root
     raise DataNotFoundError(f"no Criteo day files (day_<d>_<NN>) under {data_dir!r}. {SETUP_HINT}")
 
@@ -286,7 +286,7 @@ def split_files(data_dir: str | Path | None, split: str) -> list[str]:
     if split in ("train", "eval_train"):
         pieces = []
         for path in glob.glob(os.path.join(root, "day_*_*")):
-            m = _PIECE.match(os.path.basename(path))
+            m = PIECE_PATTERN.match(os.path.basename(path))
             if m and int(m.group(1)) < NUM_DAYS - 1:
                 pieces.append((int(m.group(1)), int(m.group(2)), path))
         files = [p for *_, p in sorted(pieces)]
@@ -309,7 +309,8 @@ def split_files(data_dir: str | Path | None, split: str) -> list[str]:
     return [f for f in files if f is not None]
 
 
-def _open(path: str | Path) -> IO[bytes]:
+def open_maybe_gz(path: str | Path) -> IO[bytes]:
+    """``path`` opened for reading bytes, decompressed when it ends in ``.gz``."""
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
@@ -323,7 +324,7 @@ def _pieces(files: list[str], batch_size: int) -> Iterator[tuple[list[tuple[str,
     group: list[tuple[str, bytes]] = []
     count = 0
     for path in files:
-        with _open(path) as f:
+        with open_maybe_gz(path) as f:
             while True:
                 lines = list(itertools.islice(f, batch_size - count))
                 if not lines:
@@ -372,94 +373,3 @@ def batches(
             return
         if not produced:
             raise ValueError(f"the criteo1tb files {files[:2]}... hold fewer lines than one batch of {batch_size}")
-
-
-# --- prepare -----------------------------------------------------------------------------
-def _day_source(source: Path, day: int) -> Path:
-    for name in (f"day_{day}.gz", f"day_{day}", f"day_{day}.csv", f"day_{day}.csv.gz"):
-        if (source / name).is_file():
-            return source / name
-    raise DataNotFoundError(
-        f"{source} has no day_{day} or day_{day}.gz: the Criteo 1TB click logs are 24 files "
-        f"day_0 ... day_23 (gzipped as downloaded, or plain). {SETUP_HINT}"
-    )
-
-
-def split_day(src: Path, out_dir: Path, day: int, lines_per_file: int = LINES_PER_FILE) -> int:
-    """Cut one day file (plain or .gz) into ``day_{day}_{NN}`` of ``lines_per_file`` lines.
-
-    Streams 16 MiB blocks (the cut points are found with numpy); each piece is written
-    as ``.part`` and renamed when complete. Returns the number of pieces.
-    """
-    for stale in out_dir.glob(f"day_{day}_*"):
-        if _PIECE.match(stale.name) or stale.name.endswith(".part"):
-            stale.unlink()
-    pieces, left = 0, 0
-    out: IO[bytes] | None = None
-    last = b"\n"
-
-    def close() -> None:
-        nonlocal out, pieces
-        assert out is not None
-        if last != b"\n":
-            out.write(b"\n")  # a final line without its newline
-        out.close()
-        part = out_dir / f"day_{day}_{pieces:02d}.part"
-        part.replace(out_dir / f"day_{day}_{pieces:02d}")
-        out, pieces = None, pieces + 1
-
-    try:
-        with _open(src) as f:
-            while block := f.read(1 << 24):
-                while block:
-                    if out is None:
-                        out, left = open(out_dir / f"day_{day}_{pieces:02d}.part", "wb"), lines_per_file
-                    newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-                    if newlines.size < left:
-                        out.write(block)
-                        left -= newlines.size
-                        last, block = block[-1:], b""
-                    else:
-                        cut = int(newlines[left - 1]) + 1
-                        out.write(block[:cut])
-                        last, block = b"\n", block[cut:]
-                        close()
-        if out is not None:
-            close()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ValueError(f"reading {src} failed ({e}): re-download it (a Criteo day file, plain or .gz)") from e
-    return pieces
-
-
-def prepare(data_dir: str | Path, source: str | Path | None = None, **options: str) -> Path:
-    """Cut the official day files into AlgoPerf's layout ``<data_dir>/criteo1tb/day_{d}_{NN}``.
-
-    ``source``: a folder with ``day_0`` ... ``day_23`` (``.gz`` as downloaded, or plain).
-    Option ``lines_per_file`` (default 5,000,000, AlgoPerf's ``split -l``). Day 23 must
-    give 36 pieces (test = the first 19, validation = the other 17); it is cut first, so a
-    wrong source fails before the long part. There is no public direct download.
-    """
-    unknown = set(options) - {"lines_per_file"}
-    if unknown:
-        raise TypeError(f"criteo1tb takes the option lines_per_file=N, not {', '.join(sorted(unknown))}")
-    lines_per_file = int(options.get("lines_per_file", LINES_PER_FILE))
-    if source is None:
-        raise DataNotFoundError(
-            "Criteo 1TB has no direct public download: get the 24 day files (day_0.gz ... day_23.gz, "
-            "about 340 GB, from Criteo AI Lab's 'Criteo 1TB Click Logs') and pass --source FOLDER."
-        )
-    source = Path(source)
-    if not source.is_dir():
-        raise DataNotFoundError(f"--source {source} is not a folder holding day_0.gz ... day_23.gz. {SETUP_HINT}")
-    days = {d: _day_source(source, d) for d in range(NUM_DAYS)}  # all present before any work
-    out_dir = Path(data_dir) / "criteo1tb"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n = split_day(days[NUM_DAYS - 1], out_dir, NUM_DAYS - 1, lines_per_file)
-    if n != NUM_DAY_23_FILES:
-        raise ValueError(
-            f"day 23 ({days[NUM_DAYS - 1]}) gave {n} files of {lines_per_file:,} lines; the validation/test "
-            f"split needs {NUM_DAY_23_FILES} (the real day 23 has 178,274,637 lines: keep lines_per_file=5000000)"
-        )
-    for day in range(NUM_DAYS - 1):
-        split_day(days[day], out_dir, day, lines_per_file)
-    return out_dir

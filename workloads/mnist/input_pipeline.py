@@ -1,16 +1,15 @@
 """MNIST from the four standard IDX files (optionally gzipped).
 
-Looked for in ``<data_dir>``, ``<data_dir>/MNIST`` and ``<data_dir>/MNIST/raw``. As in
-AlgoPerf, train = the first 50,000 training images, validation = the last 10,000, test =
-the 10,000 test images. IDX format: a big-endian header (magic 0x00000803 for images,
-0x00000801 for labels, then the dimension sizes as uint32) followed by uint8 data.
+Looked for in ``<data_dir>``, ``<data_dir>/MNIST`` (where ``algoperf data prepare mnist``,
+``prepare.py``, puts them) and ``<data_dir>/MNIST/raw``. As in AlgoPerf, train = the first
+50,000 training images, validation = the last 10,000, test = the 10,000 test images. IDX
+format: a big-endian header (magic 0x00000803 for images, 0x00000801 for labels, then the
+dimension sizes as uint32) followed by uint8 data.
 """
 
 from __future__ import annotations
 
 import gzip
-import shutil
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 NUM_TRAIN = 50_000
-MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MEAN, STDDEV = 0.1307, 0.3081
 
 
@@ -80,30 +78,3 @@ def load(data_dir: str | Path | None) -> dict[str, dict[str, np.ndarray]]:
         "validation": split(arrays["train_images"][n_train:], arrays["train_labels"][n_train:]),
         "test": split(arrays["test_images"], arrays["test_labels"]),
     }
-
-
-def prepare(data_dir: str | Path, source: str | Path | None = None) -> Path:
-    """Put the four IDX files into ``<data_dir>/MNIST``: copied from the folder ``source``
-    (gzipped or not), or downloaded when ``source`` is None (needs a network)."""
-    target = Path(data_dir) / "MNIST"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in FILES.values():
-        if source is not None:
-            found = [p for p in (Path(source) / name, Path(source) / f"{name}.gz") if p.exists()]
-            if not found:
-                raise DataNotFoundError(f"{source} has no {name}(.gz); download the four MNIST IDX files there")
-            shutil.copy(found[0], target / found[0].name)
-            continue
-        path = target / f"{name}.gz"
-        if not path.exists():
-            tmp = path.with_suffix(".part")
-            try:
-                urllib.request.urlretrieve(MIRROR + f"{name}.gz", tmp)
-            except OSError as e:
-                raise DataNotFoundError(
-                    f"downloading {MIRROR}{name}.gz failed ({e}); download the four IDX files by hand "
-                    f"and run `algoperf data prepare mnist --source THAT_FOLDER --data-dir {data_dir}`"
-                ) from e
-            tmp.rename(path)
-    find_files(data_dir)
-    return target

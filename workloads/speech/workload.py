@@ -61,11 +61,11 @@ class SpeechWorkload(ArrayWorkload):
 
     # --- targets and budget (see TARGETS.md for how they were set) -------------------
     target_metric_name = "wer"
-    validation_target_value = 0.034
-    test_target_value = 0.033
-    max_allowed_runtime_sec = 80.0
+    validation_target_value = 0.017
+    test_target_value = 0.0277
+    max_allowed_runtime_sec = 63.0
     eval_period_time_sec = 5.0
-    step_hint = 400
+    step_hint = 533
     eval_batch_size = 256
     num_eval_train_examples = 512
     loss_type = spec.LossType.CTC_LOSS
@@ -215,5 +215,3 @@ class SpeechGeluWorkload(SpeechWorkload):
     activation = staticmethod(nn.gelu)
     validation_target_value = 0.029
     test_target_value = 0.039
-    max_allowed_runtime_sec = 75.0
-    step_hint = 360
