@@ -22,6 +22,7 @@ import pytest
 
 from algoperf import param_utils, spec
 from algoperf.workloads.criteo1tb import WORKLOADS, input_pipeline, prepare
+from tests.workload_checks import sgd_step_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -245,22 +246,15 @@ def test_prepare_cli_then_train_step_and_eval(tmp_path):
     batch = next(train)
     assert "weights" not in batch and batch["inputs"].shape == (5, 39)
 
-    @jax.jit
-    def loss(p):
-        logits, _ = workload.model_fn(p, batch, None, spec.ForwardPassMode.TRAIN, jax.random.PRNGKey(3), True)
-        out = workload.loss_fn(batch["targets"], logits)
-        return out["summed"] / out["n_valid_examples"]
-
-    value, grads = jax.jit(jax.value_and_grad(loss))(params)
-    stepped = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
-    assert float(loss(stepped)) < float(value)
+    before, after = sgd_step_losses(workload, params, batch, 0.5)
+    assert after < before
 
     # Evaluation: validation = day_23_19..35 (51 lines: 3 batches of 16 plus a padded one),
     # test = day_23_00..18 (57 lines); log-loss by hand in float64 on the oracle's inputs.
     for split, lines in (("validation", days[23][57:]), ("test", days[23][:57])):
-        result = workload._eval_model_on_split(split, len(lines), 16, stepped, None, jax.random.PRNGKey(2), str(data_dir))
+        result = workload._eval_model_on_split(split, len(lines), 16, params, None, jax.random.PRNGKey(2), str(data_dir))
         arrays = _oracle_arrays(lines)
-        logits, _ = jax.jit(workload.model_fn, static_argnums=(3, 5))(stepped, arrays, None, spec.ForwardPassMode.EVAL, None, False)
+        logits, _ = jax.jit(workload.model_fn, static_argnums=(3, 5))(params, arrays, None, spec.ForwardPassMode.EVAL, None, False)
         z = np.asarray(logits, np.float64)[:, 0]
         y = arrays["targets"].astype(np.float64)
         by_hand = np.mean(y * np.log1p(np.exp(-z)) + (1 - y) * np.log1p(np.exp(z)))

@@ -20,6 +20,7 @@ from skimage.metrics import structural_similarity
 from algoperf import param_utils, spec
 from algoperf.workloads.fastmri import WORKLOADS, input_pipeline, metrics, prepare
 from algoperf.workloads.fastmri.model import UNet
+from tests.workload_checks import sgd_step_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,15 +226,8 @@ def test_prepare_cli_then_train_step_and_eval(tmp_path):
     batch = next(train)
     assert "weights" not in batch and batch["inputs"].shape == (4, 16, 16)
 
-    @jax.jit
-    def loss(p):
-        pred, _ = workload.model_fn(p, batch, None, spec.ForwardPassMode.TRAIN, jax.random.PRNGKey(3), True)
-        out = workload.loss_fn(batch["targets"], pred)
-        return out["summed"] / out["n_valid_examples"]
-
-    value, grads = jax.jit(jax.value_and_grad(loss))(params)
-    stepped = jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
-    assert float(loss(stepped)) < float(value)
+    before, after = sgd_step_losses(workload, params, batch, 0.05)
+    assert after < before
 
     # Eval: validation = the first 100 val volumes by name (12 batches of 8 and a padded
     # one), test = the other 2; one fixed mask for every eval slice. SSIM by scikit-image
@@ -242,13 +236,13 @@ def test_prepare_cli_then_train_step_and_eval(tmp_path):
     mask = input_pipeline.undersampling_mask(20, np.random.default_rng(input_pipeline.EVAL_MASK_SEED))
     predict = jax.jit(lambda p, x: workload.model_fn(p, {"inputs": x}, None, spec.ForwardPassMode.EVAL, None, False)[0])
     for split, files in (("validation", val_files[:100]), ("test", val_files[100:])):
-        result = workload._eval_model_on_split(split, len(files), 8, stepped, None, None, str(data_dir))
+        result = workload._eval_model_on_split(split, len(files), 8, params, None, None, str(data_dir))
         examples, maxima = [], []
         for path in files:
             with h5py.File(path, "r") as f:
                 examples.append(_expected_example(f["kspace"][0], f["reconstruction_esc"][0], mask))
                 maxima.append(f.attrs["max"])
-        preds = np.asarray(predict(stepped, np.stack([ex["inputs"] for ex in examples]).astype(np.float32)), np.float64)
+        preds = np.asarray(predict(params, np.stack([ex["inputs"] for ex in examples]).astype(np.float32)), np.float64)
         ssims = [
             structural_similarity(ex["targets"] * ex["std"] + ex["mean"], pred * ex["std"] + ex["mean"], data_range=vmax)
             for ex, pred, vmax in zip(examples, preds, maxima, strict=True)
