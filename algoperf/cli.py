@@ -358,18 +358,24 @@ def targets(
     seed: Annotated[int, typer.Option(help="Seed of the search and the reruns.")] = 0,
     experiment_dir: Annotated[Path, typer.Option(help="Where the trials' logs go.")] = Path("experiments/targets"),
     output: Annotated[Path, typer.Option(help="Where <workload>.json and <workload>.md are written.")] = Path("targets"),
+    base_budget: Annotated[bool, typer.Option(help="A variant: keep the base workload's budget; targets are the best within it.")] = False,
 ) -> None:
     """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/targets.py)."""
     from algoperf import registry
     from algoperf.targets import set_targets, write_report
 
     try:
-        registry.get_workload_class(workload)
+        cls = registry.get_workload_class(workload)
     except registry.UnknownNameError as e:
         raise fail(str(e)) from e
+    budget = None
+    if base_budget:
+        if not cls.base_workload:
+            raise fail(f"{workload} is not a variant (it has no base_workload); drop --base-budget")
+        budget = registry.get_workload_class(cls.base_workload).max_allowed_runtime_sec
     try:
         report = set_targets(workload, experiment_dir / workload, tuple(optimizers.split(",")), trials, reruns, seed, steps,
-                             log=lambda line: console.print(line, highlight=False))
+                             log=lambda line: console.print(line, highlight=False), budget=budget)
     except (ValueError, RuntimeError) as e:
         raise fail(str(e)) from e
     json_path, md_path = write_report(report, output)

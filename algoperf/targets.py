@@ -13,6 +13,11 @@ AlgoPerf's procedure, at small scale:
 4. Budget = 4/3 x the median submission time at which those reruns first reached the
    validation target; step hint = 4/3 x the median step at which they did.
 
+A variant keeps its base workload's budget and step hint, as AlgoPerf's variants do
+(``budget`` given: the base's ``max_allowed_runtime_sec``). Then every trial's metric is
+its best validation within that budget of submission time, so the variant's targets are
+what the procedure reaches in the time a submission gets.
+
 The output (every trial and the derived numbers) is written as JSON and Markdown, so the
 numbers in a workload's class can be traced to a run anyone can repeat.
 """
@@ -62,9 +67,10 @@ class TrialSummary:
     evals: list[dict[str, float]] = field(repr=False, default_factory=list)
 
 
-def _summarise(optimizer: str, config: TrialConfig, metric: str) -> TrialSummary:
+def _summarise(optimizer: str, config: TrialConfig, metric: str, budget: float | None = None) -> TrialSummary:
     evals = read_evals(config.path) if (config.path / "eval_measurements.csv").exists() else []
-    rows = [r for r in evals if not math.isnan(r.get(f"validation/{metric}", math.nan))]
+    rows = [r for r in evals if not math.isnan(r.get(f"validation/{metric}", math.nan))
+            and (budget is None or r["accumulated_submission_time"] <= budget)]
     best_row = None
     if rows:
         pick = max if spec.higher_is_better(metric) else min
@@ -96,8 +102,13 @@ def set_targets(
     seed: int = 0,
     steps: int | None = None,
     log: Any = print,
+    budget: float | None = None,
 ) -> dict[str, Any]:
-    """Run the procedure for ``workload``; return every trial and the derived targets."""
+    """Run the procedure for ``workload``; return every trial and the derived targets.
+
+    ``budget``: keep this budget (a variant: its base's) and take each trial's best
+    validation metric within it; the step hint stays the workload's.
+    """
     cls = registry.get_workload_class(workload)
     metric = cls.target_metric_name
     steps = steps or cls.step_hint
@@ -111,7 +122,7 @@ def set_targets(
         config = TrialConfig(workload=internal, submission=optimizer, hyperparameters=point, seed=trial_seed_,
                              experiment_dir=experiment_dir, experiment_name=name, max_steps=steps)
         result = run_trial(config)
-        summary = _summarise(optimizer, config, metric)
+        summary = _summarise(optimizer, config, metric, budget)
         log(f"  {optimizer} seed {trial_seed_}: {result.status}, best validation/{metric} = {summary.best_validation}"
             + (f" ({result.error.splitlines()[0]})" if result.error else ""))
         return summary
@@ -141,7 +152,8 @@ def set_targets(
     return {
         "workload": workload,
         "procedure": __doc__.strip().split("\n\n", 1)[1],
-        "settings": {"optimizers": available, "trials": trials, "reruns": reruns, "seed": seed, "steps": steps},
+        "settings": {"optimizers": available, "trials": trials, "reruns": reruns, "seed": seed, "steps": steps,
+                     "budget": budget},
         "search": [_public(s) for s in search],
         "best": {"optimizer": best.optimizer, "hyperparameters": best.hyperparameters},
         "reruns": [_public(s) for s in again],
@@ -150,8 +162,8 @@ def set_targets(
             "validation_target_value": validation_target,
             "test_target_value": test_target,
             "median_time_to_target_sec": time_to_target,
-            "max_allowed_runtime_sec": 4 / 3 * time_to_target,
-            "step_hint": round(4 / 3 * step_to_target),
+            "max_allowed_runtime_sec": budget if budget is not None else 4 / 3 * time_to_target,
+            "step_hint": steps if budget is not None else round(4 / 3 * step_to_target),
         },
     }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +37,22 @@ def test_targets_follow_the_stated_procedure(tmp_path):
     json_path, md_path = write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text())["result"] == result
     assert "validation_target_value" in md_path.read_text()
+
+
+def test_a_variant_keeps_the_base_budget_and_its_metric_is_the_best_within_it(tmp_path):
+    from algoperf.targets import _summarise
+    from algoperf.trial import TrialConfig
+
+    config = TrialConfig(workload="mnist1d_gelu", submission="nadamw", experiment_dir=tmp_path, experiment_name="v")
+    config.path.mkdir(parents=True)
+    (config.path / "eval_measurements.csv").write_text(
+        "accumulated_submission_time,global_step,test/accuracy,validation/accuracy\n"
+        "1.0,10,0.50,0.40\n20.0,200,0.80,0.85\n59.0,600,0.86,0.88\n61.0,610,0.99,0.97\n"
+    )
+    capped = _summarise("nadamw", config, "accuracy", budget=60.0)
+    assert (capped.best_validation, capped.test_at_best) == (0.88, 0.86)  # the eval at 61 s is past the budget
+    uncapped = _summarise("nadamw", config, "accuracy")
+    assert (uncapped.best_validation, uncapped.test_at_best) == (0.97, 0.99)
+    proc = subprocess.run([sys.executable, "-m", "algoperf.cli", "targets", "mnist1d", "--base-budget"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a variant" in proc.stdout + proc.stderr

@@ -190,6 +190,8 @@ class TranslatePostLnWorkload(TranslateWorkload):
     base_workload = "translate"
     description = "numbers digits<->English words, post-LN encoder-decoder Transformer, BLEU"
     pre_ln = False
-    # Its own targets (TARGETS.md); budget and step_hint are the base's, as in AlgoPerf.
-    validation_target_value = 98.4
-    test_target_value = 98.7
+    # Its own targets, budget and step hint, from `algoperf targets` on the variant (TARGETS.md).
+    validation_target_value = 99.72
+    test_target_value = 99.23
+    step_hint = 1564
+    max_allowed_runtime_sec = 58.0
