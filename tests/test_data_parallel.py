@@ -2,7 +2,7 @@
 
 Batches are split along the batch dimension, parameters replicated, batch-norm
 statistics taken over the global batch (jax.sharding; see tests/data_parallel_check.py).
-Runs on CPU with 8 host devices forced by XLA_FLAGS, in one subprocess for all workloads.
+Runs on CPU with 8 host devices forced by XLA_FLAGS, in a subprocess per workload.
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ WORKLOADS = ["cifar", "imagenet_resnet", "imagenet_vit", "wmt", "ogbg", "lm", "c
 BATCH_NORM = {"cifar", "imagenet_resnet", "librispeech_conformer", "librispeech_deepspeech"}
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("dp") / "results.json"
+def compare_in_a_subprocess(name: str, out: Path) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "tests.data_parallel_check", str(out), *WORKLOADS],
+    proc = subprocess.run([sys.executable, "-m", "tests.data_parallel_check", str(out), name],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    return json.loads(out.read_text())[name]
 
 
+# One process per workload (not one for all): pytest-xdist can then spread them over its workers.
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_eight_devices_give_the_one_device_step(results, name):
-    r = results[name]
+def test_eight_devices_give_the_one_device_step(name, tmp_path):
+    r = compare_in_a_subprocess(name, tmp_path / "result.json")
     assert "error" not in r, r.get("error")
     assert r["same_keys"] and len(r["keys"]) > 2
     assert abs(r["loss_1"] - r["loss_8"]) <= 1e-4 * max(1.0, abs(r["loss_1"]))
