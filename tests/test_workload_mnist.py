@@ -107,6 +107,9 @@ def test_data_prepare_copies_idx_files_and_names_bad_input(mnist_dir, tmp_path):
     proc = subprocess.run([*cli, "prepare", "mnist", "--source", str(empty), "--data-dir", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "train-images-idx3-ubyte" in proc.stdout + proc.stderr
+    proc = subprocess.run([*cli, "prepare", "mnist", "--source", str(source), "--option", "size=2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "mnist takes no --option" in proc.stdout + proc.stderr
     proc = subprocess.run([*cli, "prepare", "nosuch"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "preparable: mnist, cifar" in proc.stdout + proc.stderr
     listing = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=120)

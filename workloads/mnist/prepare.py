@@ -19,9 +19,11 @@ from .input_pipeline import FILES, find_files
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
-def prepare(data_dir: str | Path, source: str | Path | None = None) -> Path:
+def prepare(data_dir: str | Path, source: str | Path | None = None, **options: str) -> Path:
     """Put the four IDX files into ``<data_dir>/MNIST``: copied from the folder ``source``
-    (gzipped or not), or downloaded when ``source`` is None (needs a network)."""
+    (gzipped or not), or downloaded when ``source`` is None (needs a network). No options."""
+    if options:
+        raise ValueError(f"mnist takes no --option (got {', '.join(sorted(options))})")
     target = Path(data_dir) / "MNIST"
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
