@@ -182,7 +182,7 @@ class ImageClassifierWorkload(spec.Workload):
         global_step: int = 0,
     ) -> dict[str, float]:
         del global_step
-        num_devices = jax.device_count()
+        num_devices = jax_sharding_utils.get_mesh().size  # the trial's devices, not every device
         if global_batch_size % num_devices:
             raise ValueError(
                 f"eval batch size {global_batch_size} is not divisible by the {num_devices} devices; "
