@@ -29,3 +29,12 @@ def test_traced_rate_drops_and_traced_zero_is_the_identity():
 def test_no_rng_means_evaluation_and_is_the_identity():
     x = jnp.arange(10.0)
     assert dropout(x, 0.9, None) is x
+
+
+def test_broadcast_dims_share_one_draw_per_channel():
+    x = jnp.ones((4, 8, 8, 16))
+    y = np.asarray(dropout(x, 0.5, jax.random.key(2), broadcast_dims=(1, 2)))
+    # Each (example, channel) is kept or dropped whole across H and W.
+    per_channel = y.reshape(4, 64, 16)
+    assert np.all(per_channel == per_channel[:, :1, :])
+    assert 0 < (per_channel[:, 0, :] == 0).sum() < 64

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algoperf.layers import dropout
+
 Activation = Callable[[jax.Array], jax.Array]
 
 
@@ -15,31 +17,6 @@ def leaky_relu(x: jax.Array) -> jax.Array:
     """LeakyReLU with slope 0.2, fastMRI's activation."""
     return nn.leaky_relu(x, negative_slope=0.2)
 
-
-class Dropout(nn.Module):
-    """Inverted dropout whose rate is a call-time argument and may be a traced value.
-
-    AlgoPerf submissions pass ``dropout_rate`` into their jitted step as an array, so the
-    rate cannot be tested in Python: a ``lax.cond`` skips the mask's random draw when
-    the rate is 0. Kept entries are scaled by 1 / (1 - rate); ``broadcast_dims`` share one
-    draw along those axes (e.g. H and W for channel dropout).
-    """
-
-    broadcast_dims: tuple[int, ...] = ()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic or (isinstance(rate, int | float) and rate == 0.0):
-            return x
-        rng = self.make_rng("dropout")
-        shape = tuple(1 if i in self.broadcast_dims else n for i, n in enumerate(x.shape))
-
-        def drop(x: jax.Array) -> jax.Array:
-            keep = 1.0 - rate
-            mask = jax.random.bernoulli(rng, keep, shape)
-            return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
-
-        return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
@@ -63,7 +40,7 @@ class ConvBlock(nn.Module):
             x = nn.Conv(self.channels, (3, 3), use_bias=False)(x)
             x = self.activation(instance_norm(x))
             # Dropout2d: one keep/drop per (example, channel), shared over H and W.
-            x = Dropout(broadcast_dims=(1, 2))(x, dropout_rate, deterministic=not train)
+            x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None, broadcast_dims=(1, 2))
         return x
 
 

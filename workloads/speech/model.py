@@ -20,33 +20,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algoperf.layers import dropout
+
 Activation = Callable[[jax.Array], jax.Array]
 
-
-class Dropout(nn.Module):
-    """Inverted dropout whose rate is a call-time argument and may be a traced value.
-
-    AlgoPerf submissions pass ``dropout_rate`` into their jitted step as an array, so the
-    rate cannot be tested in Python: a ``lax.cond`` skips the mask's random draw when
-    the rate is 0. Kept entries are scaled by 1 / (1 - rate); ``broadcast_dims`` share one
-    draw along those axes (e.g. H and W for channel dropout).
-    """
-
-    broadcast_dims: tuple[int, ...] = ()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: float | jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic or (isinstance(rate, int | float) and rate == 0.0):
-            return x
-        rng = self.make_rng("dropout")
-        shape = tuple(1 if i in self.broadcast_dims else n for i, n in enumerate(x.shape))
-
-        def drop(x: jax.Array) -> jax.Array:
-            keep = 1.0 - rate
-            mask = jax.random.bernoulli(rng, keep, shape)
-            return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
-
-        return jax.lax.cond(jnp.asarray(rate) > 0.0, drop, lambda x: x, x)
 
 
 class MaskedBatchNorm(nn.Module):
@@ -96,9 +73,9 @@ class FeedForward(nn.Module):
         mask = (1.0 - paddings)[..., None]
         y = nn.LayerNorm(name="ln")(x)
         y = self.activation(nn.Dense(self.hidden, name="dense_in")(y))
-        y = Dropout()(y, dropout_rate, deterministic=not train)
+        y = dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
         y = nn.Dense(self.dim, name="dense_out")(y * mask) * mask
-        return Dropout()(y, dropout_rate, deterministic=not train)
+        return dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
 
 
 class ConvModule(nn.Module):
@@ -134,7 +111,7 @@ class ConvModule(nn.Module):
             y, paddings, use_running_average=not update_batch_norm
         )
         y = nn.Dense(self.dim, name="pointwise")(self.activation(y))
-        return Dropout()(y, dropout_rate, deterministic=not train)
+        return dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
 
 
 class ConformerBlock(nn.Module):
@@ -164,7 +141,7 @@ class ConformerBlock(nn.Module):
         y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name="attention")(
             y, y, mask=attention_mask, deterministic=True
         )
-        x = x + Dropout()(y, dropout_rate, deterministic=not train)
+        x = x + dropout(y, dropout_rate, self.make_rng("dropout") if train else None)
         x = x + ConvModule(self.dim, self.kernel_size, self.activation, name="conv_module")(
             x, paddings, dropout_rate, train, update_batch_norm
         )
@@ -216,7 +193,7 @@ class Conformer(nn.Module):
         x = x.reshape(x.shape[0], x.shape[1], -1)
         x = nn.Dense(self.dim, name="subsample_dense")(x)
         x = x + sinusoidal_positions(x.shape[1], self.dim)[None]
-        x = Dropout()(x, dropout_rate, deterministic=not train)
+        x = dropout(x, dropout_rate, self.make_rng("dropout") if train else None)
         for i in range(self.num_blocks):
             x = ConformerBlock(
                 self.dim,
