@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from algoperf import hardware, tuning
+from algoperf.checkpoint import CheckpointMismatchError
 from algoperf.submission import Submission, SubmissionError
 from algoperf.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
 from algoperf.trial_log import TrialLog
@@ -54,6 +55,7 @@ def plan_trials(
     data_dir: str | None = None,
     budget_factor: float | None = None,
     workload_kwargs: dict[str, Any] | None = None,
+    batch_sizes: dict[str, int] | None = None,
 ) -> list[TrialConfig]:
     """The trials of a campaign, in the order they should run."""
     if ruleset not in RULESETS:
@@ -98,6 +100,7 @@ def plan_trials(
                         budget_factor=factor,
                         workload_kwargs=dict(workload_kwargs or {}),
                         ruleset=ruleset,
+                        batch_sizes={workload: batch_sizes[workload]} if batch_sizes and workload in batch_sizes else {},
                     )
                 )
     return configs
@@ -168,7 +171,9 @@ def run_local(
     """Run trials one after another in this process; finished ones are skipped.
 
     Raises MixedHardwareError before running anything if earlier trials of the campaign
-    ran on another kind of hardware than this process has (unless allowed).
+    ran on another kind of hardware than this process has (unless allowed). A trial that
+    fails (no batch size, no data, an exception in submission code) is a recorded result
+    and the next one runs: a campaign never stops for one trial.
     """
     if any(finished_result(c) is None for c in configs):
         check_hardware(configs, hardware_kind(hardware.describe()), allow_mixed_hardware)
@@ -179,5 +184,17 @@ def run_local(
             on_skip(config, done)
             results.append(done)
             continue
-        results.append(run_trial(replace(config), observer_for(config), submission=submission))
+        try:
+            results.append(run_trial(replace(config), observer_for(config), submission=submission))
+        except CheckpointMismatchError as e:  # another trial's folder: left untouched, the campaign goes on
+            results.append(refused_row(config, str(e)))
     return results
+
+
+def refused_row(config: TrialConfig, reason: str) -> dict[str, Any]:
+    """A result-table row for a trial that was not run (its folder belongs to another trial)."""
+    return {
+        "workload": config.workload, "status": "error", "error": reason, "error_summary": reason,
+        "global_step": 0, "accumulated_submission_time": 0.0, "time_to_result": None,
+        "best_validation": None, "trial_dir": str(config.path),
+    }

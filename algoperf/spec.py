@@ -127,9 +127,12 @@ class Workload(metaclass=abc.ABCMeta):
     data_source: str = "real"
     # The base workload of a variant (None for a base workload).
     base_workload: str | None = None
-    # An AlgoPerf workload whose batch size an AlgoPerf submission may reuse here when
-    # its get_batch_size does not know this workload's name (e.g. mnist1d -> mnist).
+    # Batch sizes (algoperf.batch_size has the rule): the AlgoPerf workload this one
+    # stands in for (e.g. ctr -> criteo1tb), the batch size AlgoPerf's baselines use there,
+    # and this workload's own default (the size its targets were set with).
     reference_workload: str | None = None
+    reference_batch_size: int | None = None
+    default_batch_size: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         del args, kwargs

@@ -400,7 +400,7 @@ def update_study_run(client: Any, parent_id: str, workload: str, time_to_target:
 
 # Files of a trial folder stored as artifacts (checkpoints are not: they are large and
 # only serve resume).
-TRIAL_FILE_PATTERNS = ("eval_measurements.csv", "hparams.json", "meta_data_*.json", "flags_*.json", "submission_metrics.jsonl", "trial_result.json")
+TRIAL_FILE_PATTERNS = ("eval_measurements.csv", "hparams.json", "meta_data_*.json", "flags_*.json", "submission_metrics.jsonl", "trial_result.json", "traceback.txt")
 SUBMISSION_FILE_SUFFIXES = (".py", ".json", ".md", ".txt", ".yaml", ".yml")
 MAX_SUBMISSION_FILES = 50
 MAX_SUBMISSION_BYTES = 5_000_000
