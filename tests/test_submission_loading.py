@@ -9,6 +9,8 @@ import pytest
 
 from algoperf.submission import SubmissionError, load_submission
 
+pytestmark = pytest.mark.compat
+
 GOOD = """
 def get_batch_size(workload_name): return 8
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng): return None
