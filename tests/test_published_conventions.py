@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from algoperf import registry
-from algoperf.batch_size import BatchSizeError, choose_batch_size, parse_overrides
-from algoperf.failure import describe_failure
+from algoperf.runner.failure import describe_failure
+from algoperf.submission.batch_size import BatchSizeError, choose_batch_size, parse_overrides
 
 pytestmark = pytest.mark.compat
 

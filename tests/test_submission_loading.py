@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from algoperf.submission import SubmissionError, load_submission
+from algoperf.submission.loading import SubmissionError, load_submission
 
 pytestmark = pytest.mark.compat
 
