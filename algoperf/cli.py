@@ -71,31 +71,6 @@ def _workloads_for(workloads: list[str], suite: str | None) -> list[str]:
     return names
 
 
-class ConsoleObserver:
-    """Prints one line per eval of a trial."""
-
-    def __init__(self, label: str, target_key: str, target: float, budget: float):
-        self.label, self.target_key, self.target, self.budget = label, target_key, target, budget
-
-    def on_start(self, config, meta) -> None:
-        batch = f"batch size {meta['batch_size']} ({meta['batch_size_source']})" if meta.get("batch_size") else "no batch size"
-        console.print(f"[bold]{self.label}[/] on {meta['hardware_label']}, {batch}, budget {self.budget:.0f} s", highlight=False)
-
-    def on_eval(self, global_step: int, row: dict[str, float]) -> None:
-        value = row.get(self.target_key, float("nan"))
-        console.print(
-            f"  step {global_step:>7}  submission time {row['accumulated_submission_time']:8.2f} / {self.budget:.0f} s  "
-            f"{self.target_key} {value:.4f} (target {self.target})",
-            highlight=False,
-        )
-
-    def on_submission_metrics(self, rows) -> None:
-        pass
-
-    def on_end(self, result) -> None:
-        pass
-
-
 def _result_table(results: list[dict[str, Any]]) -> Table:
     table = Table(title="Trials")
     for column in ("workload", "study", "trial", "status", "time to result (s)", "steps", "submission time (s)", "best validation"):
@@ -144,24 +119,25 @@ def run(
 ) -> None:
     """Run a submission on workloads under the benchmark's timing rules."""
     from algoperf import suites
-    from algoperf.campaign import ray_executor as scheduler
+    from algoperf.campaign import cluster
+    from algoperf.hardware import HardwareSpecError
 
     # Ray starts before anything imports JAX (the registry and submissions do).
     num_trials = len(dict.fromkeys([*workload, *suites.SUITES.get(suite or "", [])])) * studies * (1 if ruleset == "self" else trials)
     try:
-        use_ray = scheduler.choose_executor(executor, address=address, hardware=hardware, num_trials=num_trials) == "ray"
-        if use_ray and scheduler.connect(address):
+        use_ray = cluster.choose_executor(executor, address=address, hardware=hardware, num_trials=num_trials) == "ray"
+        if use_ray and cluster.connect(address):
             import ray
 
             ctx.call_on_close(ray.shutdown)  # also when the command fails; this process may go on (tests)
-    except scheduler.SchedulerError as e:
+    except (cluster.SchedulerError, HardwareSpecError) as e:
         raise fail(str(e)) from e
     from algoperf import registry
     from algoperf.campaign.plan import MixedHardwareError, plan_trials, run_local
+    from algoperf.runner.observers import ConsoleObserver, combine_observers
     from algoperf.spec import DataNotFoundError
     from algoperf.submission.batch_size import parse_overrides as parse_batch_size_overrides
     from algoperf.submission.loading import SubmissionError, load_submission
-    from algoperf.tracking.observer import combine_observers
 
     names = _workloads_for(workload, suite)
     try:
@@ -183,7 +159,7 @@ def run(
     def observer_for(config):
         info = registry.workload_info(config.workload)
         label = f"{loaded.name} on {config.workload}" + (f" study {config.study_index}" if config.study_index is not None else "") + f" trial {config.trial_index}"
-        shown = ConsoleObserver(label, f"validation/{info['target_metric_name']}", info["validation_target_value"], info["max_allowed_runtime_sec"] * config.budget_factor)
+        shown = ConsoleObserver(console, label, f"validation/{info['target_metric_name']}", info["validation_target_value"], info["max_allowed_runtime_sec"] * config.budget_factor)
         return combine_observers(shown, tracker.observer_for(config)) if tracker else shown
 
     tracker = _tracker(tracking, tracking_uri, configs, loaded.name, ctx if use_ray else None, address)
@@ -193,7 +169,9 @@ def run(
 
     try:
         if use_ray:
-            outcomes = scheduler.run_campaign(
+            from algoperf.campaign.ray_executor import run_campaign
+
+            outcomes = run_campaign(
                 configs, hardware=hardware, allow_mixed_hardware=allow_mixed_hardware, max_retries=max_retries,
                 observer_factory=tracker.observer_for if tracker else None, console=console,
             )
@@ -204,7 +182,7 @@ def run(
         raise fail(str(e)) from e
     except SubmissionError as e:
         raise fail(str(e)) from e
-    except (scheduler.SchedulerError, MixedHardwareError) as e:
+    except (cluster.SchedulerError, HardwareSpecError, MixedHardwareError) as e:
         raise fail(str(e)) from e
     rows = []
     for config, r in zip(configs, results, strict=True):

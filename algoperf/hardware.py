@@ -1,4 +1,21 @@
-"""What this machine is: processor, accelerators, software versions, git commit."""
+"""The one hardware model: what a machine is, what a trial asks for, and kinds compared.
+
+* describe: ``describe()`` (processor, accelerators), ``hardware_label``, ``versions()``,
+  ``git_commit``.
+* parse: ``parse_hardware(--hardware)`` -> ``HardwareSpec``, and what one trial of it
+  needs from Ray (resources, options, its process's environment)::
+
+    cpu:N                 N CPU cores, no accelerator      num_cpus=N, JAX_PLATFORMS=cpu
+    NxTYPE                N accelerators of Ray type TYPE  num_gpus=N, accelerator_type=TYPE
+                          (H100, A100, L4, ...; TPU-V5P...) (TPUs: resources={"TPU": N})
+    NxTYPE+cpu:C          the same with C CPU cores        num_cpus=C (default 1 per accelerator)
+    NxGPU                 N GPUs of any type               num_gpus=N
+    SPEC@LABEL            only on nodes that advertise the custom resource LABEL
+                          (``ray start --resources='{"LABEL": 1000}'``); asks for 0.001 of it
+
+* compare: ``hardware_kind`` (what a campaign's trials must share) and
+  ``HardwareSpec.mismatch`` (a trial process got other hardware than it asked for).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +24,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +153,156 @@ def git_commit(path: str | Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+def hardware_kind(hw: dict[str, Any]) -> str:
+    """The kind of hardware a trial ran on, from ``describe()``: what a campaign's trials share.
+
+    Accelerator trials: count and device kind ('1xNVIDIA H100 80GB HBM3'); CPU trials:
+    cores and CPU model ('cpu:2 (AMD EPYC 7763 64-Core Processor)').
+    """
+    label = hardware_label(hw)
+    return f"{label} ({hw.get('cpu_model', '?')})" if hw.get("platform") == "cpu" else label
+
+
+# --- hardware specs (--hardware) -------------------------------------------------------
+
+# A label is requested as this fraction of its custom resource: any number of trials
+# may share a label; cores and devices are what limits them.
+LABEL_REQUEST = 0.001
+TPU_PREFIX = "TPU"
+ANY_GPU = "GPU"  # NxGPU: GPUs of any type (the campaign's kind check still keeps them alike)
+
+
+class HardwareSpecError(ValueError):
+    """A --hardware string that does not parse."""
+
+
+_SPEC = re.compile(
+    r"^(?:cpu:(?P<cpus>\d+)|(?P<count>\d+)x(?P<type>[A-Za-z][A-Za-z0-9_.-]*)(?:\+cpu:(?P<host_cpus>\d+))?)"
+    r"(?:@(?P<label>[A-Za-z0-9_.:/-]+))?$"
+)
+_SPEC_HELP = (
+    "expected cpu:N (N cores, e.g. cpu:2) or NxTYPE (N accelerators of a Ray accelerator type, "
+    "e.g. 1xH100, 8xA100), optionally +cpu:C (host cores of an accelerator trial) and @LABEL "
+    "(a custom resource that the nodes of this kind advertise)"
+)
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """The hardware one trial runs on; ``str()`` gives the spec string back."""
+
+    cpus: int
+    accelerators: int = 0
+    accelerator_type: str | None = None
+    label: str | None = None
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.accelerators == 0
+
+    @property
+    def is_tpu(self) -> bool:
+        return bool(self.accelerator_type) and self.accelerator_type.upper().startswith(TPU_PREFIX)
+
+    def __str__(self) -> str:
+        if self.is_cpu:
+            text = f"cpu:{self.cpus}"
+        else:
+            text = f"{self.accelerators}x{self.accelerator_type or ANY_GPU}"
+            if self.cpus != self.accelerators:
+                text += f"+cpu:{self.cpus}"
+        return text + (f"@{self.label}" if self.label else "")
+
+    def requirement(self) -> dict[str, float]:
+        """The Ray resources one trial needs on a single node."""
+        need: dict[str, float] = {"CPU": float(self.cpus)}
+        if self.accelerators:
+            need["TPU" if self.is_tpu else "GPU"] = float(self.accelerators)
+            if self.accelerator_type:
+                need[f"accelerator_type:{self.accelerator_type}"] = LABEL_REQUEST
+        if self.label:
+            need[self.label] = LABEL_REQUEST
+        return need
+
+    def env_vars(self) -> dict[str, str]:
+        """The JAX/XLA environment of a trial process (set by Ray's runtime_env)."""
+        threads = str(self.cpus)
+        env = {
+            # Compilation is charged to the submission: no cache shared between trials.
+            "JAX_ENABLE_COMPILATION_CACHE": "false",
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "ALGOPERF_HARDWARE": str(self),
+        }
+        if self.is_cpu:
+            # Ray no longer hides GPUs from tasks that ask for none: keep JAX off them.
+            env["JAX_PLATFORMS"] = "cpu"
+        else:
+            # The trial owns whole devices: take the memory up front, as AlgoPerf runs do.
+            env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true"
+        return env
+
+    def ray_options(self) -> dict[str, Any]:
+        """Options for ``RemoteFunction.options`` that place one trial."""
+        resources: dict[str, float] = {}
+        options: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": 0}
+        if self.accelerators:
+            if self.is_tpu:
+                resources["TPU"] = float(self.accelerators)
+            else:
+                options["num_gpus"] = self.accelerators
+            if self.accelerator_type:
+                options["accelerator_type"] = self.accelerator_type
+        if self.label:
+            resources[self.label] = LABEL_REQUEST
+        if resources:
+            options["resources"] = resources
+        options["runtime_env"] = {"env_vars": self.env_vars()}
+        return options
+
+    def mismatch(self, hw: dict[str, Any], pinned: list[int] | None) -> str | None:
+        """Why the hardware a trial process got (``hardware.describe()``) is not this spec."""
+        if self.is_cpu:
+            if hw["platform"] != "cpu":
+                return f"a {self} trial sees JAX platform {hw['platform']!r}, not cpu"
+            if pinned is None or len(pinned) != self.cpus:
+                return (
+                    f"a {self} trial could not reserve {self.cpus} cores of its own on {hw['hostname']} "
+                    "(another process holds them, or the node advertises more CPUs to Ray than it has)"
+                )
+            return None
+        platform = "tpu" if self.is_tpu else "gpu"
+        if hw["platform"] != platform or hw["device_count"] != self.accelerators:
+            return (
+                f"a {self} trial sees {hw['device_count']} {hw['platform']} device(s) ({hw['device_kind']}) on "
+                f"{hw['hostname']}, not {self.accelerators} {platform}(s): install JAX with "
+                f"{'TPU' if self.is_tpu else 'CUDA'} support on the workers (e.g. pip install 'jax[cuda12]')"
+            )
+        return None
+
+
+def parse_hardware(text: str) -> HardwareSpec:
+    """Parse a --hardware string (see the module docstring) into a HardwareSpec."""
+    match = _SPEC.match(text.strip())
+    if not match:
+        raise HardwareSpecError(f"--hardware {text!r}: {_SPEC_HELP}")
+    label = match["label"]
+    if match["cpus"] is not None:
+        cpus = int(match["cpus"])
+        if cpus < 1:
+            raise HardwareSpecError(f"--hardware {text!r}: a trial needs at least one core (cpu:1 or more)")
+        return HardwareSpec(cpus=cpus, label=label)
+    count = int(match["count"])
+    if match["type"].lower() == "cpu":
+        raise HardwareSpecError(f"--hardware {text!r}: CPU trials are written cpu:N (N cores)")
+    if count < 1:
+        raise HardwareSpecError(
+            f"--hardware {text!r}: a trial needs at least one whole accelerator (two trials never share one)"
+        )
+    host = int(match["host_cpus"]) if match["host_cpus"] is not None else count
+    if host < 1:
+        raise HardwareSpecError(f"--hardware {text!r}: +cpu:C needs C >= 1")
+    kind = None if match["type"].upper() == ANY_GPU else match["type"]
+    return HardwareSpec(cpus=host, accelerators=count, accelerator_type=kind, label=label)

@@ -33,8 +33,9 @@ from typing import Any
 
 from algoperf import registry, spec
 from algoperf.campaign.plan import trial_seed
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import TrialConfig
 from algoperf.submission.loading import load_submission
 
 TARGET_SETTING_OPTIMIZERS = ("adamw", "nadamw", "sgd_nesterov", "heavy_ball")

@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import registry
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import TrialConfig
 from algoperf.tracking import MlflowServer, TrackerFactory
 from algoperf.tracking.observer import DEFAULT_SYNC_WAIT_S
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload

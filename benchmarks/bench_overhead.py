@@ -26,8 +26,9 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, registry
 from algoperf.array_workload import shuffled_batches
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import TrialConfig
 from algoperf.submission.loading import load_submission
 from algoperf.submission.search_space import make_hyperparameters
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from algoperf.campaign.plan import finished_result, plan_trials, run_local
-from algoperf.runner.trial import FAILED, REACHED
+from algoperf.runner.types import FAILED, REACHED
 from algoperf.submission.loading import load_submission
 
 FLAKY = """

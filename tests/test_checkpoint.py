@@ -18,8 +18,9 @@ from algoperf.runner.checkpoint import (
     latest_step,
     truncate_trial_log,
 )
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import TrialConfig
 
 
 def _update(grads, state, params):  # a function leaf, as (opt_state, update_fn) optimizer states hold

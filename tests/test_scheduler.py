@@ -98,7 +98,7 @@ def test_trials_run_on_the_labelled_node_and_a_failing_one_is_recorded(cluster, 
 
 
 def test_unrunnable_campaigns_are_refused_before_anything_runs(cluster, tmp_path, nadamw_point) -> None:
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.runner.types import TrialConfig
 
     config = TrialConfig("mnist1d", "nadamw", nadamw_point, experiment_dir=tmp_path, max_steps=2)
     for spec in ("cpu:1@gpu-box", "cpu:2", "1xH100"):
@@ -134,7 +134,7 @@ class Killer(threading.Thread):
 
 @pytest.mark.slow
 def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_path, nadamw_point) -> None:
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.runner.types import TrialConfig
 
     steps = 150
     baseline = TrialConfig("mnist1d", "nadamw", nadamw_point, seed=5, experiment_dir=tmp_path,

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from algoperf.campaign.ray_executor import (
-    HardwareSpec,
-    HardwareSpecError,
-    SchedulerError,
-    choose_executor,
-    describe_node,
-    parse_hardware,
-)
+from algoperf.campaign.cluster import SchedulerError, choose_executor, describe_node
+from algoperf.hardware import HardwareSpec, HardwareSpecError, parse_hardware
 
 
 @pytest.mark.parametrize(
@@ -124,7 +118,7 @@ def test_cli_rejects_a_bad_hardware_spec_before_starting_ray(tmp_path) -> None:
 
 
 def test_the_first_trial_fixes_the_campaign_kind() -> None:
-    from algoperf.campaign.ray_executor import ProgressBoard
+    from algoperf.campaign.progress import ProgressBoard
 
     board = ProgressBoard()
     assert board.claim("a", "cpu:2 (Xeon)") is None
@@ -136,7 +130,7 @@ def test_the_first_trial_fixes_the_campaign_kind() -> None:
 
 
 def test_progress_board_keeps_the_best_validation_metric() -> None:
-    from algoperf.campaign.ray_executor import ProgressBoard
+    from algoperf.campaign.progress import ProgressBoard
 
     board = ProgressBoard()
     board.report("t", {"target_key": "validation/loss", "higher_is_better": False})
@@ -157,10 +151,10 @@ def test_local_campaign_refuses_to_mix_hardware(tmp_path) -> None:
     from algoperf.campaign.plan import (
         MixedHardwareError,
         check_hardware,
-        hardware_kind,
         recorded_hardware_kinds,
     )
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.hardware import hardware_kind
+    from algoperf.runner.types import TrialConfig
 
     configs = [TrialConfig("mnist1d", "nadamw", experiment_dir=tmp_path, trial_index=i) for i in (1, 2)]
     other = {"platform": "cpu", "cpu_count": 64, "cpu_model": "AMD EPYC 9654", "device_count": 1, "device_kind": "cpu"}
@@ -177,7 +171,7 @@ def test_cli_local_run_refuses_a_campaign_begun_elsewhere(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from algoperf.cli import app
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.runner.types import TrialConfig
 
     config = TrialConfig("mnist1d", "nadamw", experiment_dir=tmp_path, experiment_name="c", trial_index=1)
     _write_meta(config.path, {"platform": "gpu", "device_count": 8, "device_kind": "NVIDIA H100", "cpu_count": 64})
@@ -193,7 +187,7 @@ def test_progress_view_shows_counts_steps_time_and_best_metric() -> None:
 
     from rich.console import Console
 
-    from algoperf.campaign.ray_executor import _render
+    from algoperf.campaign.progress import render
 
     rows = [
         {"label": "mnist1d trial 1", "state": "running", "global_step": 812, "submission_time": 12.34, "budget": 60.0,
@@ -202,7 +196,7 @@ def test_progress_view_shows_counts_steps_time_and_best_metric() -> None:
         {"label": "mnist1d trial 3", "state": "finished", "global_step": 2000, "submission_time": 30.0, "budget": 60.0},
     ]
     console = Console(file=io.StringIO(), width=200)
-    console.print(_render(rows, "3 trials on cpu:1"))
+    console.print(render(rows, "3 trials on cpu:1"))
     text = console.file.getvalue()
     assert "queued: 1" in text and "running: 1" in text and "finished: 1" in text
     assert "812" in text and "12.3 / 60" in text and "0.8731" in text and "pid 4242 (resumed x1)" in text

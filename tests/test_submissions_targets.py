@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from algoperf.runner.trial import REACHED, TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
+from algoperf.runner.types import REACHED, TrialConfig
 from algoperf.submission.loading import load_submission
 
 BASELINES = [

@@ -40,7 +40,7 @@ def test_targets_follow_the_stated_procedure(tmp_path):
 
 
 def test_a_variant_keeps_the_base_budget_and_its_metric_is_the_best_within_it(tmp_path):
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.runner.types import TrialConfig
     from algoperf.target_setting import _summarise
 
     config = TrialConfig(workload="mnist1d_gelu", submission="nadamw", experiment_dir=tmp_path, experiment_name="v")

@@ -39,8 +39,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from algoperf.cli import app
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import TrialConfig
 from algoperf.scoring.logs import read_logs
 from algoperf.tracking import MlflowServer, TrackerFactory, ensure_server_for_workers, read_campaign
 from algoperf.tracking.server import free_port, port_in_use, server_is_up

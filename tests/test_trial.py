@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from algoperf import registry
-from algoperf.runner.trial import DIVERGED, FAILED, MISSED, REACHED, TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import read_evals
+from algoperf.runner.types import DIVERGED, FAILED, MISSED, REACHED, TrialConfig
 from algoperf.submission.loading import load_submission
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry
-from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial import run_trial
+from algoperf.runner.types import TrialConfig
 from algoperf.spec import DataNotFoundError
 from algoperf.workloads.mnist import input_pipeline
 

@@ -27,8 +27,10 @@ import numpy as np
 
 from algoperf import hardware
 from algoperf.runner.checkpoint import CheckpointMismatchError
-from algoperf.runner.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
+from algoperf.runner.observers import TrialObserver
+from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import TrialLog
+from algoperf.runner.types import FAILED, TrialConfig, TrialResult
 from algoperf.submission import search_space as tuning
 from algoperf.submission.loading import Submission, SubmissionError
 
@@ -111,16 +113,6 @@ class MixedHardwareError(Exception):
     """Trials of one campaign would run on different kinds of hardware."""
 
 
-def hardware_kind(hw: dict[str, Any]) -> str:
-    """The kind of hardware a trial ran on, from ``hardware.describe()``.
-
-    Accelerator trials: count and device kind ('1xNVIDIA H100 80GB HBM3'); CPU trials:
-    cores and CPU model ('cpu:2 (AMD EPYC 7763 64-Core Processor)').
-    """
-    label = hardware.hardware_label(hw)
-    return f"{label} ({hw.get('cpu_model', '?')})" if hw.get("platform") == "cpu" else label
-
-
 def recorded_hardware_kinds(configs: Iterable[TrialConfig]) -> set[str]:
     """The kinds of hardware the campaign's trials ran on so far (their meta data files)."""
     kinds = set()
@@ -132,7 +124,7 @@ def recorded_hardware_kinds(configs: Iterable[TrialConfig]) -> set[str]:
                 hw = json.loads(meta_file.read_text())["hardware"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            kinds.add(hardware_kind(hw))
+            kinds.add(hardware.hardware_kind(hw))
     return kinds
 
 
@@ -177,7 +169,7 @@ def run_local(
     and the next one runs: a campaign never stops for one trial.
     """
     if any(finished_result(c) is None for c in configs):
-        check_hardware(configs, hardware_kind(hardware.describe()), allow_mixed_hardware)
+        check_hardware(configs, hardware.hardware_kind(hardware.describe()), allow_mixed_hardware)
     results: list[TrialResult | dict[str, Any]] = []
     for config in configs:
         done = finished_result(config)

@@ -1,16 +1,6 @@
 """Run a campaign's trials as Ray tasks on one kind of hardware, with retries and resume.
 
-Hardware specs (``--hardware``) and what each trial asks Ray for::
-
-    cpu:N                 N CPU cores, no accelerator      num_cpus=N, JAX_PLATFORMS=cpu
-    NxTYPE                N accelerators of Ray type TYPE  num_gpus=N, accelerator_type=TYPE
-                          (H100, A100, L4, ...; TPU-V5P...) (TPUs: resources={"TPU": N})
-    NxTYPE+cpu:C          the same with C CPU cores        num_cpus=C (default 1 per accelerator)
-    NxGPU                 N GPUs of any type               num_gpus=N
-    SPEC@LABEL            only on nodes that advertise the custom resource LABEL
-                          (``ray start --resources='{"LABEL": 1000}'``); asks for 0.001 of it
-
-Fidelity rules:
+Hardware specs (``--hardware``): ``algoperf.hardware``. Fidelity rules:
 
 * Two trials never share a device or its cores. Ray gives each GPU trial its own GPUs
   (CUDA_VISIBLE_DEVICES). A ``cpu:N`` trial also pins its process to N cores of its
@@ -43,451 +33,38 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import logging
 import os
-import re
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+
+from algoperf.campaign.cluster import (
+    CampaignInterrupted,
+    SchedulerError,
+    check_feasible,
+    connect,
+    default_hardware,
+)
+from algoperf.campaign.pinning import pin_cores, trial_lock
+from algoperf.campaign.progress import (
+    ProgressBoard,
+    ProgressReporter,
+    render,
+    trial_label,
+)
+from algoperf.hardware import HardwareSpec, parse_hardware
+from algoperf.runner.observers import combine_observers
 
 if TYPE_CHECKING:
-    from algoperf.runner.trial import TrialConfig, TrialObserver
+    from algoperf.runner.observers import TrialObserver
+    from algoperf.runner.types import TrialConfig
 
 ObserverFactory = Callable[["TrialConfig"], "TrialObserver | None"]
-
-# A label is requested as this fraction of its custom resource: any number of trials
-# may share a label; cores and devices are what limits them.
-LABEL_REQUEST = 0.001
-EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024**2  # trials pass only small dicts through Ray
-TPU_PREFIX = "TPU"
-ANY_GPU = "GPU"  # NxGPU: GPUs of any type (the campaign's kind check still keeps them alike)
-
-
-class SchedulerError(Exception):
-    """A campaign that cannot be scheduled; the message says why and what to do."""
-
-
-class CampaignInterrupted(SchedulerError):
-    """The driver was interrupted (Ctrl-C); the campaign resumes when run again."""
-
-
-class HardwareSpecError(SchedulerError, ValueError):
-    """A --hardware string that does not parse."""
-
-
-# --- hardware specs -------------------------------------------------------------------
-_SPEC = re.compile(
-    r"^(?:cpu:(?P<cpus>\d+)|(?P<count>\d+)x(?P<type>[A-Za-z][A-Za-z0-9_.-]*)(?:\+cpu:(?P<host_cpus>\d+))?)"
-    r"(?:@(?P<label>[A-Za-z0-9_.:/-]+))?$"
-)
-_SPEC_HELP = (
-    "expected cpu:N (N cores, e.g. cpu:2) or NxTYPE (N accelerators of a Ray accelerator type, "
-    "e.g. 1xH100, 8xA100), optionally +cpu:C (host cores of an accelerator trial) and @LABEL "
-    "(a custom resource that the nodes of this kind advertise)"
-)
-
-
-@dataclass(frozen=True)
-class HardwareSpec:
-    """The hardware one trial runs on; ``str()`` gives the spec string back."""
-
-    cpus: int
-    accelerators: int = 0
-    accelerator_type: str | None = None
-    label: str | None = None
-
-    @property
-    def is_cpu(self) -> bool:
-        return self.accelerators == 0
-
-    @property
-    def is_tpu(self) -> bool:
-        return bool(self.accelerator_type) and self.accelerator_type.upper().startswith(TPU_PREFIX)
-
-    def __str__(self) -> str:
-        if self.is_cpu:
-            text = f"cpu:{self.cpus}"
-        else:
-            text = f"{self.accelerators}x{self.accelerator_type or ANY_GPU}"
-            if self.cpus != self.accelerators:
-                text += f"+cpu:{self.cpus}"
-        return text + (f"@{self.label}" if self.label else "")
-
-    def requirement(self) -> dict[str, float]:
-        """The Ray resources one trial needs on a single node."""
-        need: dict[str, float] = {"CPU": float(self.cpus)}
-        if self.accelerators:
-            need["TPU" if self.is_tpu else "GPU"] = float(self.accelerators)
-            if self.accelerator_type:
-                need[f"accelerator_type:{self.accelerator_type}"] = LABEL_REQUEST
-        if self.label:
-            need[self.label] = LABEL_REQUEST
-        return need
-
-    def env_vars(self) -> dict[str, str]:
-        """The JAX/XLA environment of a trial process (set by Ray's runtime_env)."""
-        threads = str(self.cpus)
-        env = {
-            # Compilation is charged to the submission: no cache shared between trials.
-            "JAX_ENABLE_COMPILATION_CACHE": "false",
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-            "ALGOPERF_HARDWARE": str(self),
-        }
-        if self.is_cpu:
-            # Ray no longer hides GPUs from tasks that ask for none: keep JAX off them.
-            env["JAX_PLATFORMS"] = "cpu"
-        else:
-            # The trial owns whole devices: take the memory up front, as AlgoPerf runs do.
-            env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "true"
-        return env
-
-    def ray_options(self) -> dict[str, Any]:
-        """Options for ``RemoteFunction.options`` that place one trial."""
-        resources: dict[str, float] = {}
-        options: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": 0}
-        if self.accelerators:
-            if self.is_tpu:
-                resources["TPU"] = float(self.accelerators)
-            else:
-                options["num_gpus"] = self.accelerators
-            if self.accelerator_type:
-                options["accelerator_type"] = self.accelerator_type
-        if self.label:
-            resources[self.label] = LABEL_REQUEST
-        if resources:
-            options["resources"] = resources
-        options["runtime_env"] = {"env_vars": self.env_vars()}
-        return options
-
-    def mismatch(self, hw: dict[str, Any], pinned: list[int] | None) -> str | None:
-        """Why the hardware a trial process got (``hardware.describe()``) is not this spec."""
-        if self.is_cpu:
-            if hw["platform"] != "cpu":
-                return f"a {self} trial sees JAX platform {hw['platform']!r}, not cpu"
-            if pinned is None or len(pinned) != self.cpus:
-                return (
-                    f"a {self} trial could not reserve {self.cpus} cores of its own on {hw['hostname']} "
-                    "(another process holds them, or the node advertises more CPUs to Ray than it has)"
-                )
-            return None
-        platform = "tpu" if self.is_tpu else "gpu"
-        if hw["platform"] != platform or hw["device_count"] != self.accelerators:
-            return (
-                f"a {self} trial sees {hw['device_count']} {hw['platform']} device(s) ({hw['device_kind']}) on "
-                f"{hw['hostname']}, not {self.accelerators} {platform}(s): install JAX with "
-                f"{'TPU' if self.is_tpu else 'CUDA'} support on the workers (e.g. pip install 'jax[cuda12]')"
-            )
-        return None
-
-
-def parse_hardware(text: str) -> HardwareSpec:
-    """Parse a --hardware string (see the module docstring) into a HardwareSpec."""
-    match = _SPEC.match(text.strip())
-    if not match:
-        raise HardwareSpecError(f"--hardware {text!r}: {_SPEC_HELP}")
-    label = match["label"]
-    if match["cpus"] is not None:
-        cpus = int(match["cpus"])
-        if cpus < 1:
-            raise HardwareSpecError(f"--hardware {text!r}: a trial needs at least one core (cpu:1 or more)")
-        return HardwareSpec(cpus=cpus, label=label)
-    count = int(match["count"])
-    if match["type"].lower() == "cpu":
-        raise HardwareSpecError(f"--hardware {text!r}: CPU trials are written cpu:N (N cores)")
-    if count < 1:
-        raise HardwareSpecError(
-            f"--hardware {text!r}: a trial needs at least one whole accelerator (two trials never share one)"
-        )
-    host = int(match["host_cpus"]) if match["host_cpus"] is not None else count
-    if host < 1:
-        raise HardwareSpecError(f"--hardware {text!r}: +cpu:C needs C >= 1")
-    kind = None if match["type"].upper() == ANY_GPU else match["type"]
-    return HardwareSpec(cpus=host, accelerators=count, accelerator_type=kind, label=label)
-
-
-# --- connecting -------------------------------------------------------------------------
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Join the Ray cluster at ``address`` (or RAY_ADDRESS), or start an embedded one.
-
-    The embedded instance is sized to this machine (``num_cpus`` = the cores this
-    process may use; Ray finds GPUs itself), without dashboard, with worker output kept
-    in Ray's log folder (``/tmp/ray/session_latest/logs``) so the progress view stays
-    readable. Returns True when this call started Ray (the caller shuts it down).
-    Call it before anything imports JAX.
-    """
-    import ray
-
-    from algoperf import hardware
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-            return True
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or hardware.usable_cpus(),
-            include_dashboard=False,
-            object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
-            **quiet,
-        )
-    except ConnectionError as e:
-        raise SchedulerError(
-            f"cannot reach a Ray cluster at {address!r} ({e}); start one with `ray start --head` "
-            "(see docs/cluster.md) or leave out --address to run on an embedded Ray"
-        ) from e
-    return True
-
-
-def _alive_nodes() -> list[dict[str, Any]]:
-    import ray
-
-    return [n for n in ray.nodes() if n.get("Alive")]
-
-
-_STANDARD = ("CPU", "GPU", "TPU", "memory", "object_store_memory")
-
-
-def describe_node(resources: dict[str, float]) -> str:
-    """A node's hardware in spec words: 'cpu:8', '4xH100+cpu:64', with its labels."""
-    types = [k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")]
-    accel = int(resources.get("GPU", 0) or resources.get("TPU", 0))
-    text = f"{accel}x{types[0] if types else 'GPU'}+cpu:{int(resources.get('CPU', 0))}" if accel else f"cpu:{int(resources.get('CPU', 0))}"
-    labels = sorted(k for k in resources if k not in _STANDARD and not k.startswith(("node:", "accelerator_type:")))
-    return text + "".join(f"@{label}" for label in labels)
-
-
-def default_hardware() -> HardwareSpec:
-    """One trial per whole node's CPUs, or per GPU, when every node is the same kind."""
-    nodes = [n["Resources"] for n in _alive_nodes() if n["Resources"].get("CPU", 0) >= 1]
-    kinds = {describe_node({k: v for k, v in r.items() if k in ("CPU", "GPU", "TPU") or k.startswith("accelerator_type:")}) for r in nodes}
-    if len(kinds) != 1:
-        raise SchedulerError(
-            "name the hardware every trial runs on with --hardware (e.g. cpu:4, 1xH100); "
-            f"this cluster's nodes are {', '.join(sorted(kinds)) or 'none with CPUs'}"
-        )
-    resources = nodes[0]
-    types = [k.split(":", 1)[1] for k in resources if k.startswith("accelerator_type:")]
-    if resources.get("GPU", 0) >= 1 and types:
-        return HardwareSpec(cpus=1, accelerators=1, accelerator_type=types[0])
-    return HardwareSpec(cpus=int(resources["CPU"]))
-
-
-def check_feasible(spec: HardwareSpec) -> None:
-    """Raise SchedulerError unless some alive node can run a trial of ``spec``.
-
-    Without this, Ray would keep an infeasible task pending forever.
-    """
-    need = spec.requirement()
-    nodes = _alive_nodes()
-    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in need.items()) for n in nodes):
-        return
-    have = ", ".join(sorted({describe_node(n["Resources"]) for n in nodes})) or "no alive node"
-    raise SchedulerError(
-        f"no node of the Ray cluster can run a {spec} trial (it needs "
-        f"{', '.join(f'{k}={v:g}' for k, v in need.items())}); the nodes are: {have}. "
-        "Pick --hardware from those, or start workers of that kind (docs/cluster.md)"
-    )
-
-
-# --- progress -------------------------------------------------------------------------
-class ProgressBoard:
-    """A Ray actor that trial processes report to and the driver reads (num_cpus=0).
-
-    It also decides which kind of hardware the campaign runs on: the first trial to ask
-    (``claim``) fixes it, unless an earlier run of the campaign already did.
-    """
-
-    def __init__(self, kind: str | None = None, allow_mixed: bool = False):
-        self.kind, self.allow_mixed = kind, allow_mixed
-        self.trials: dict[str, dict[str, Any]] = {}
-
-    def claim(self, key: str, kind: str) -> str | None:
-        if self.kind is None:
-            self.kind = kind
-        if kind == self.kind or self.allow_mixed:
-            return None
-        return (
-            f"landed on {kind}, but this campaign runs on {self.kind}; label the nodes of one kind and "
-            "ask for them with --hardware SPEC@LABEL, or pass --allow-mixed-hardware"
-        )
-
-    def report(self, key: str, fields: dict[str, Any]) -> None:
-        entry = self.trials.setdefault(key, {})
-        evaluated = fields.pop("eval", None)
-        entry.update(fields)
-        if evaluated is not None:
-            value = evaluated.get(entry.get("target_key", ""))
-            if value is not None and value == value:  # not NaN
-                best = entry.get("best")
-                better = best is None or (value > best if entry.get("higher_is_better", True) else value < best)
-                entry["best"] = value if better else best
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.trials.items()}
-
-    def campaign_kind(self) -> str | None:
-        return self.kind
-
-
-class ProgressReporter:
-    """The TrialObserver a trial process reports to the board with (calls never wait)."""
-
-    def __init__(self, board: Any, key: str, interval_s: float = 1.0):
-        self.board, self.key, self.interval_s = board, key, interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _send(self, **fields: Any) -> None:
-        with contextlib.suppress(Exception):  # the display must never break a trial
-            self.board.report.remote(self.key, fields)
-
-    def on_start(self, config: TrialConfig, meta: dict[str, Any]) -> None:
-        self._send(state="running", pid=os.getpid(), host=meta["hardware"]["hostname"],
-                   hardware=meta["hardware_label"], preemptions=meta.get("preemption_count", 0),
-                   resumed_from=meta.get("resumed_from_step"))
-
-    def attach_progress(self, read: Callable[[], dict[str, Any]]) -> None:
-        """Poll the trial's step and clock once a second from a daemon thread."""
-
-        def loop() -> None:
-            while not self._stop.wait(self.interval_s):
-                with contextlib.suppress(Exception):
-                    self._send(**read())
-
-        self._thread = threading.Thread(target=loop, name="algoperf-progress", daemon=True)
-        self._thread.start()
-
-    def on_eval(self, global_step: int, row: dict[str, float]) -> None:
-        self._send(global_step=global_step, submission_time=row["accumulated_submission_time"],
-                   eval={k: v for k, v in row.items() if k.startswith("validation/")})
-
-    def on_submission_metrics(self, rows: list[tuple[int, str, float]]) -> None:
-        pass
-
-    def on_end(self, result: Any) -> None:
-        self.stop()
-        self._send(state=result.status, global_step=result.global_step,
-                   submission_time=result.accumulated_submission_time)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class _Fanout:
-    """Several observers as one."""
-
-    def __init__(self, observers: list[Any]):
-        self.observers = [o for o in observers if o is not None]
-
-    def attach_progress(self, read: Callable[[], dict[str, Any]]) -> None:
-        for o in self.observers:
-            if hasattr(o, "attach_progress"):
-                o.attach_progress(read)
-
-    def on_start(self, config: Any, meta: dict[str, Any]) -> None:
-        for o in self.observers:
-            o.on_start(config, meta)
-
-    def on_eval(self, global_step: int, row: dict[str, float]) -> None:
-        for o in self.observers:
-            o.on_eval(global_step, row)
-
-    def on_submission_metrics(self, rows: list[tuple[int, str, float]]) -> None:
-        for o in self.observers:
-            o.on_submission_metrics(rows)
-
-    def on_end(self, result: Any) -> None:
-        for o in self.observers:
-            o.on_end(result)
-
-
-# --- the trial process ------------------------------------------------------------------
-_HELD_CORE_LOCKS: list[Any] = []  # open for the life of the (one-trial) worker process
-
-
-def _core_lock_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / f"algoperf-cpu-locks-{os.getuid()}"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-def pin_cores(n: int, wait_s: float = 300.0, on_wait: Callable[[], None] | None = None) -> list[int] | None:
-    """Claim ``n`` cores no other trial process holds and pin this process to them.
-
-    Each core is claimed by an exclusive ``flock`` on a per-core lock file; the kernel
-    drops the lock when the process exits or is killed, so a dead trial never keeps its
-    cores. The locks are per machine, so trials of two Ray instances on one machine do
-    not share cores either. Returns the cores, or None if ``n`` free ones did not appear
-    within ``wait_s`` (a trial that just ended may still be exiting, or another Ray
-    instance's trial holds them: ``on_wait`` is called once when waiting starts).
-    """
-    allowed = sorted(os.sched_getaffinity(0))
-    if n > len(allowed):
-        return None
-    lock_dir = _core_lock_dir()
-    deadline = time.monotonic() + wait_s
-    while True:
-        held: list[tuple[int, Any]] = []
-        for core in allowed:
-            handle = (lock_dir / f"cpu{core}.lock").open("a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            held.append((core, handle))
-            if len(held) == n:
-                break
-        if len(held) == n:
-            cores = [core for core, _ in held]
-            os.sched_setaffinity(0, cores)
-            _HELD_CORE_LOCKS.extend(handle for _, handle in held)
-            return cores
-        for _, handle in held:
-            handle.close()
-        if time.monotonic() > deadline:
-            return None
-        if on_wait is not None:
-            on_wait()
-            on_wait = None
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def _trial_lock(trial_dir: Path, on_wait: Callable[[], None]) -> Iterator[None]:
-    """One attempt of a trial at a time (an orphan of a killed driver may still run)."""
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    with (trial_dir / ".algoperf.lock").open("a") as handle:
-        waited = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if not waited:
-                    on_wait()
-                    waited = True
-                time.sleep(1.0)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def trial_key(config: TrialConfig) -> str:
@@ -513,7 +90,7 @@ def _run_trial_task(
     """One trial in a fresh Ray worker process: pin, check the hardware, run, report."""
     import ray
 
-    from algoperf.runner.trial import TrialConfig
+    from algoperf.runner.types import TrialConfig
 
     spec = parse_hardware(spec_text)
     config = TrialConfig(**fields)
@@ -523,7 +100,7 @@ def _run_trial_task(
     pinned = pin_cores(spec.cpus, on_wait=lambda: reporter._send(state="waiting for cores")) if spec.is_cpu else None
 
     from algoperf import hardware
-    from algoperf.campaign.plan import hardware_kind
+    from algoperf.hardware import hardware_kind
     from algoperf.registry import UnknownNameError
     from algoperf.runner.checkpoint import CheckpointError
     from algoperf.runner.trial import run_trial
@@ -551,7 +128,7 @@ def _run_trial_task(
             "accelerator_ids": {k: list(v) for k, v in ctx.get_accelerator_ids().items() if v},
         }
     }
-    with _trial_lock(config.path, lambda: reporter._send(state="waiting for an earlier attempt")):
+    with trial_lock(config.path, lambda: reporter._send(state="waiting for an earlier attempt")):
         done = TrialLog(config.path).read_result() if config.path.exists() else None
         if done is not None:
             return {"outcome": "skipped", "result": done, "hardware_kind": kind}
@@ -562,7 +139,7 @@ def _run_trial_task(
             except Exception as e:  # noqa: BLE001 - a tracker that fails must not lose the trial
                 warning = f"observer factory failed, trial runs without it: {type(e).__name__}: {e}"
         try:
-            result = run_trial(config, _Fanout([reporter, user_observer]), extra_meta=extra_meta)
+            result = run_trial(config, combine_observers(reporter, user_observer), extra_meta=extra_meta)
         except (SubmissionError, DataNotFoundError, CheckpointError, UnknownNameError) as e:
             reporter._send(state="error", error=str(e))
             return {"outcome": "error", "error": str(e), "hardware_kind": kind}
@@ -571,8 +148,8 @@ def _run_trial_task(
     return {"outcome": "finished", "result": result.to_dict(), "hardware_kind": kind, "warning": warning}
 
 
+
 # --- the driver -----------------------------------------------------------------------
-FINAL_STATES = ("finished", "skipped", "error", "refused", "lost")
 
 
 @dataclass
@@ -599,47 +176,6 @@ class TrialOutcome:
             "global_step": 0, "accumulated_submission_time": 0.0, "time_to_result": None,
             "best_validation": None, "trial_dir": str(self.config.path),
         }
-
-
-def _trial_label(config: TrialConfig, several_experiments: bool) -> str:
-    parts = [config.workload]
-    if config.study_index is not None:
-        parts.append(f"study {config.study_index}")
-    parts.append(f"trial {config.trial_index}")
-    label = " ".join(parts)
-    return f"{config.experiment_name}/{label}" if several_experiments else label
-
-
-def _render(rows: list[dict[str, Any]], title: str, warning: str | None = None) -> Group:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    summary = Text(
-        "  ".join(f"{state}: {n}" for state, n in sorted(counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))),
-        style="bold",
-    )
-    table = Table(title=title, expand=False)
-    for column in ("trial", "state", "where", "step", "time / budget (s)", "best / target"):
-        table.add_column(column, justify="right" if column in ("step", "time / budget (s)") else "left")
-    # Trials in progress first, then the most recently listed ended ones; at most 30 lines.
-    active = [r for r in rows if r["state"] not in (*FINAL_STATES, "failed", "queued")]
-    ended = [r for r in rows if r["state"] in (*FINAL_STATES, "failed")]
-    shown = (active + ended[::-1])[:30]
-    for r in shown:
-        best = r.get("best")
-        metric = r.get("target_key", "").split("/")[-1]
-        best_text = "-" if best is None else f"{metric} {best:.4f} / {r.get('target')}"
-        time_text = "-" if r.get("submission_time") is None else f"{r['submission_time']:.1f} / {r['budget']:.0f}"
-        where = r.get("host", "")
-        if r.get("pid"):
-            where += f" pid {r['pid']}"
-        if r.get("preemptions"):
-            where += f" (resumed x{r['preemptions']})"
-        table.add_row(r["label"], r["state"], where, str(r.get("global_step", "-")), time_text, best_text)
-    return Group(summary, table, *([Text(warning, style="bold red")] if warning else []))
-
-
-_ORDER = {"queued": 0, "running": 1, "finished": 2, "skipped": 3, "failed": 4, "error": 5, "refused": 6, "lost": 7}
 
 
 def run_campaign(
@@ -714,7 +250,7 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
         info = registry.workload_info(config.workload)
         target_key = f"validation/{info['target_metric_name']}"
         rows[key] = {
-            "label": _trial_label(config, several), "state": "queued", "target_key": target_key,
+            "label": trial_label(config, several), "state": "queued", "target_key": target_key,
             "target": info["validation_target_value"], "higher_is_better": spec.higher_is_better(target_key),
             "budget": info["max_allowed_runtime_sec"] * config.budget_factor,
         }
@@ -761,7 +297,7 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
                     if state != "queued":
                         console.print(f"{row['label']}: {state}" + (f" ({row['error']})" if row.get("error") else ""),
                                       highlight=False, soft_wrap=True)
-        return _render(list(rows.values()), title, feasibility["warning"])
+        return render(list(rows.values()), title, feasibility["warning"])
 
     try:
         _wait(pending, configs, outcomes, rows, collected, refresh, console, use_live, poll_s)
@@ -828,27 +364,3 @@ def _collect(ref: Any, config: TrialConfig) -> TrialOutcome:
     if outcome in ("finished", "skipped"):
         return TrialOutcome(config, outcome, value["result"])
     return TrialOutcome(config, outcome, error=value["error"])
-
-
-EXECUTORS = ("auto", "local", "ray")
-
-
-def choose_executor(executor: str, *, address: str | None, hardware: str | None, num_trials: int) -> str:
-    """'local' or 'ray' for ``algoperf run --executor``.
-
-    auto: Ray when a cluster (--address or RAY_ADDRESS) or a --hardware spec is named, or
-    the campaign has more than one trial (fresh process per trial, retries, resume, and
-    trials side by side when the hardware allows); in-process for a single trial, the
-    fastest path (no Ray start-up).
-    """
-    if executor not in EXECUTORS:
-        raise SchedulerError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if hardware:
-        parse_hardware(hardware)  # a typo fails now, not after Ray has started
-    if executor != "auto":
-        if executor == "local" and (address or hardware):
-            raise SchedulerError("--address and --hardware need --executor ray (or auto); local runs in this process")
-        return executor
-    if address or os.environ.get("RAY_ADDRESS") or hardware or num_trials > 1:
-        return "ray"
-    return "local"

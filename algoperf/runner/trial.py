@@ -23,145 +23,33 @@ waiting (``TrialClock.peek``) only to notice that an eval or the budget may be d
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import numpy as np
 
-from algoperf import hardware, jax_sharding_utils, registry, spec
+from algoperf import jax_sharding_utils, registry, spec
 from algoperf.runner import checkpoint
 from algoperf.runner.clock import TrialClock
 from algoperf.runner.failure import TRACEBACK_FILE, TrialFailure, describe_failure
-from algoperf.runner.trial_log import RESULT_FILE, TrialLog, trial_dir
+from algoperf.runner.metrics_logger import MetricsLogger
+from algoperf.runner.observers import TrialObserver
+from algoperf.runner.records import record_setup_failure, trial_meta
+from algoperf.runner.resume import (
+    MAX_FAST_FORWARD_BATCHES,
+    CountingIterator,
+    resume_point,
+    trial_identity,
+)
+from algoperf.runner.step_keys import StepKeys
+from algoperf.runner.trial_log import TrialLog
+from algoperf.runner.types import DIVERGED, FAILED, MISSED, REACHED, TrialConfig, TrialResult
 from algoperf.submission.loading import Submission, load_submission
 from algoperf.submission.search_space import make_hyperparameters
-
-# Trial outcomes.
-REACHED = "reached_target"
-MISSED = "missed"
-DIVERGED = "diverged"
-FAILED = "failed"
-
-
-@dataclass
-class TrialConfig:
-    """Everything that defines one trial."""
-
-    workload: str
-    submission: str | Path
-    hyperparameters: dict[str, Any] | None = None
-    seed: int = 0
-    experiment_dir: str | Path = "experiments"
-    experiment_name: str = "default"
-    trial_index: int = 1
-    study_index: int | None = None
-    max_steps: int | None = None
-    data_dir: str | None = None
-    budget_factor: float = 1.0
-    workload_kwargs: dict[str, Any] = field(default_factory=dict)
-    ruleset: str = "external"
-    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.runner.checkpoint).
-    checkpoints: bool = True
-    # Analysis mode, not the benchmark's rule: eval every N steps instead of every
-    # eval_period_time_sec of submission time, so the step at which a target is first
-    # seen does not depend on the machine's speed (reproducibility studies).
-    eval_every_steps: int | None = None
-    # --batch-size overrides, by workload name (algoperf.submission.batch_size).
-    batch_sizes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return trial_dir(self.experiment_dir, self.experiment_name, self.workload, self.trial_index, self.study_index)
-
-
-@dataclass
-class TrialResult:
-    """How a trial ended. ``time_to_result`` is None unless the validation target was reached."""
-
-    status: str
-    stop_reason: str
-    time_to_result: float | None
-    global_step: int
-    accumulated_submission_time: float
-    accumulated_eval_time: float
-    accumulated_logging_time: float
-    total_duration: float
-    num_evals: int
-    best_validation: float | None
-    trial_dir: str
-    workload: str
-    submission: str
-    seed: int
-    error: str | None = None  # the exception and its full traceback (also traceback.txt)
-    error_summary: str | None = None  # one line: exception, file:line, likely cause (algoperf.runner.failure)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class TrialObserver(Protocol):
-    """Receives a trial's events (MLflow tracking, progress display). Called untimed."""
-
-    def on_start(self, config: TrialConfig, meta: dict[str, Any]) -> None: ...
-    def on_eval(self, global_step: int, row: dict[str, float]) -> None: ...
-    def on_submission_metrics(self, rows: list[tuple[int, str, float]]) -> None: ...
-    def on_end(self, result: TrialResult) -> None: ...
-
-
-class MetricsLogger:
-    """What ``workload.metrics_logger`` is: submissions log per-step scalars through it.
-
-    ``append_scalar_metrics`` only stores the values (JAX arrays stay on the device, so
-    logging forces no sync inside the timed step); the runner converts and writes them
-    at the next eval, outside the timed region.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[int, dict[str, Any]]] = []
-
-    def append_scalar_metrics(self, metrics: dict[str, Any], global_step: int, preemption_count: int | None = None, is_eval: bool = False) -> None:
-        del preemption_count, is_eval
-        self._pending.append((int(global_step), dict(metrics)))
-
-    def drain(self) -> list[tuple[int, str, float]]:
-        """The stored scalars as (step, name, float), oldest first; clears the buffer."""
-        pending, self._pending = self._pending, []
-        return [(step, name, float(np.asarray(value))) for step, metrics in pending for name, value in metrics.items()]
-
-
-class StepKeys:
-    """The per-step random keys: split(fold_in(rng, step), 4), as AlgoPerf derives them.
-
-    Made 1,024 steps at a time by one jitted call and handed out as host arrays (raw
-    uint32 keys), so the runner spends well under a microsecond per step on randomness
-    instead of four dispatched JAX ops (~180 us on a CPU), all charged to the submission.
-    """
-
-    CHUNK = 1024
-
-    def __init__(self, rng: Any):
-        self._rng = rng
-        self._start = -self.CHUNK
-        self._keys: np.ndarray | None = None
-        self._make = jax.jit(
-            lambda r, start: jax.vmap(lambda i: jax.random.split(jax.random.fold_in(r, i), 4))(
-                start + jax.numpy.arange(self.CHUNK)
-            )
-        )
-
-    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if not self._start <= step < self._start + self.CHUNK:
-            self._start = step - step % self.CHUNK
-            self._keys = np.asarray(self._make(self._rng, self._start))
-        keys = self._keys[step - self._start]
-        return keys[0], keys[1], keys[2], keys[3]
 
 
 def _replicated(tree: Any) -> Any:
@@ -175,27 +63,6 @@ def _all_finite(tree: Any) -> bool:
     if not leaves:
         return True
     return bool(jax.device_get(jax.tree.reduce(lambda a, b: a & b, [jax.numpy.isfinite(x).all() for x in leaves])))
-
-
-def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
-    """The metadata of a trial (meta_data_<p>.json)."""
-    hw = hardware.describe()
-    return {
-        "workload": config.workload,
-        "submission": submission.name,
-        "submission_path": str(submission.path),
-        "submission_hash": submission.source_hash,
-        "ruleset": config.ruleset,
-        "seed": config.seed,
-        "study": config.study_index,
-        "trial": config.trial_index,
-        "framework": "jax",
-        "hardware": hw,
-        "hardware_label": hardware.hardware_label(hw),
-        "versions": hardware.versions(),
-        "algoperf_git_commit": hardware.git_commit(Path(__file__).parent),
-        "submission_git_commit": hardware.git_commit(submission.path),
-    }
 
 
 def run_trial(
@@ -224,10 +91,10 @@ def run_trial(
         workload = registry.get_workload(config.workload, **config.workload_kwargs)
         batch = submission.batch_size_for(workload, config.workload, config.batch_sizes)
     except Exception as e:  # noqa: BLE001 - recorded as a failed trial with its reason
-        return _setup_failed(config, submission, log, e, observer, extra_meta)
+        return record_setup_failure(config, submission, log, e, observer, extra_meta)
     hyperparameters = make_hyperparameters(config.hyperparameters)
     batch_size = batch.size
-    preemption_count, resume_step = _resume_point(config, _identity(config, submission, batch_size))
+    preemption_count, resume_step = resume_point(config, trial_identity(config, submission, batch_size))
     log.write_hparams(config.hyperparameters)
     meta = trial_meta(config, submission)
     meta["batch_size"] = batch_size
@@ -267,95 +134,6 @@ def run_trial(
     return result
 
 
-def _setup_failed(
-    config: TrialConfig, submission: Submission, log: TrialLog, error: Exception,
-    observer: TrialObserver | None, extra_meta: dict[str, Any] | None,
-) -> TrialResult:
-    """Record a trial that could not start (no batch size, no data, a broken workload)."""
-    failure = describe_failure(error, submission.path)
-    meta = {**trial_meta(config, submission), "batch_size": None, "preemption_count": 0, **(extra_meta or {})}
-    log.write_hparams(config.hyperparameters)
-    log.write_meta(meta, preemption_count=0)
-    if observer:
-        observer.on_start(config, meta)
-    result = TrialResult(
-        status=FAILED, stop_reason="setup", time_to_result=None, global_step=0, accumulated_submission_time=0.0,
-        accumulated_eval_time=0.0, accumulated_logging_time=0.0, total_duration=0.0, num_evals=0,
-        best_validation=None, trial_dir=str(config.path), workload=config.workload, submission=submission.name,
-        seed=config.seed, error=failure.details(), error_summary=failure.summary(),
-    )
-    (config.path / TRACEBACK_FILE).write_text(failure.traceback)
-    log.write_result(result.to_dict())
-    if observer:
-        observer.on_end(result)
-    return result
-
-
-# A resumed trial replays its input queue up to this many batches to continue at the same
-# data position; beyond it the queue restarts (replaying would cost too long).
-MAX_FAST_FORWARD_BATCHES = 100_000
-
-
-class _CountingIterator:
-    """The train input queue, counting the batches handed out so a resume can skip them."""
-
-    def __init__(self, iterator: Any):
-        self._iterator = iter(iterator)
-        self.count = 0
-
-    def __iter__(self) -> _CountingIterator:
-        return self
-
-    def __next__(self) -> Any:
-        item = next(self._iterator)
-        self.count += 1
-        return item
-
-    def skip(self, n: int) -> None:
-        for _ in range(n):
-            next(self)
-
-
-def _identity(config: TrialConfig, submission: Submission, batch_size: int) -> dict[str, Any]:
-    """What makes a checkpoint this trial's (as JSON would give it back)."""
-    identity = {"submission_hash": submission.source_hash, "seed": config.seed, "hyperparameters": config.hyperparameters,
-                "workload": config.workload, "workload_kwargs": config.workload_kwargs, "batch_size": batch_size}
-    return json.loads(json.dumps(identity, default=str))
-
-
-def _resume_point(config: TrialConfig, identity: dict[str, Any]) -> tuple[int, int | None]:
-    """(preemption count, checkpoint step or None) for a trial folder.
-
-    A folder with meta data but no trial_result.json was left by a killed attempt: the
-    count is the number of earlier attempts, and what that attempt logged after its last
-    checkpoint (or everything, with no checkpoint) is dropped before this one appends.
-    A checkpoint of another trial (other submission, seed, hyperparameters) is refused
-    before anything is changed.
-    """
-    path = config.path
-    if not path.is_dir() or (path / RESULT_FILE).exists():
-        return 0, None
-    attempts = [int(p.stem.rsplit("_", 1)[1]) for p in path.glob("meta_data_*.json") if p.stem.rsplit("_", 1)[1].isdigit()]
-    if not attempts:
-        return 0, None
-    step = checkpoint.latest_step(path) if config.checkpoints else None
-    if step is not None:
-        reader = checkpoint.Checkpointer(path)
-        try:
-            info = reader.read_info(step)
-        finally:
-            reader.close()
-        found = {k: info.get(k) for k in identity}
-        if found != identity:
-            differs = ", ".join(k for k in identity if found[k] != identity[k])
-            raise checkpoint.CheckpointMismatchError(
-                f"{checkpoint.checkpoint_dir(path)}: the checkpoint belongs to another trial (different {differs}); "
-                f"delete {path} to start this trial over, or run it under another --experiment-name"
-            )
-    checkpoint.truncate_trial_log(path, step or 0)
-    return max(attempts) + 1, step
-
-
 class _TrialState:
     """The loop of one trial and its bookkeeping (AlgoPerf's ``train_state``)."""
 
@@ -385,7 +163,7 @@ class _TrialState:
         data_rng, opt_init_rng, model_init_rng, self.rng = jax.random.split(rng, 4)
         self.step_keys = StepKeys(self.rng)
         self.step_keys(0)  # compile and fill the first chunk before the clock starts
-        self.input_queue = _CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
+        self.input_queue = CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
         self.params, self.model_state = _replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
@@ -514,7 +292,7 @@ class _TrialState:
         return {"params": self.params, "optimizer_state": self.optimizer_state, "model_state": self.model_state, "rng": self.rng}
 
     def _identity(self) -> dict[str, Any]:
-        return _identity(self.config, self.submission, self.batch_size)
+        return trial_identity(self.config, self.submission, self.batch_size)
 
     def save_checkpoint(self) -> None:
         """Checkpoint the state the loop goes on from; timed as logging, not charged."""

@@ -16,7 +16,7 @@ MLflow itself is imported only when something is logged or read.
 """
 
 from algoperf.tracking.importer import ImportReport, import_logs
-from algoperf.tracking.observer import MlflowObserver, TrackerFactory, combine_observers
+from algoperf.tracking.observer import MlflowObserver, TrackerFactory
 from algoperf.tracking.readback import read_campaign
 from algoperf.tracking.scores import ScoreRun, check_store, log_scores
 from algoperf.tracking.server import MlflowServer, ensure_server_for_workers, runs_page_url
@@ -30,7 +30,6 @@ __all__ = [
     "TrackerFactory",
     "TrackingError",
     "check_store",
-    "combine_observers",
     "ensure_server_for_workers",
     "import_logs",
     "log_scores",

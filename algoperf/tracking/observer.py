@@ -439,39 +439,3 @@ class TrackerFactory:
         for submission, study, ruleset in studies:
             store.get_or_create_study_run(client, experiment_id, submission, study, ruleset)
         return experiment_id
-
-
-class _Combined:
-    """Several observers as one: each event goes to each, in order."""
-
-    def __init__(self, observers: list[Any]):
-        self.observers = observers
-
-    def on_start(self, config: Any, meta: dict[str, Any]) -> None:
-        for o in self.observers:
-            o.on_start(config, meta)
-
-    def on_eval(self, global_step: int, row: dict[str, float]) -> None:
-        for o in self.observers:
-            o.on_eval(global_step, row)
-
-    def on_submission_metrics(self, rows: list[tuple[int, str, float]]) -> None:
-        for o in self.observers:
-            o.on_submission_metrics(rows)
-
-    def on_end(self, result: Any) -> None:
-        for o in self.observers:
-            o.on_end(result)
-
-    def attach_progress(self, progress: Any) -> None:
-        for o in self.observers:
-            if hasattr(o, "attach_progress"):
-                o.attach_progress(progress)
-
-
-def combine_observers(*observers: Any) -> Any:
-    """One observer forwarding to each given one (Nones skipped); None if none is left."""
-    present = [o for o in observers if o is not None]
-    if not present:
-        return None
-    return present[0] if len(present) == 1 else _Combined(present)
