@@ -38,6 +38,12 @@ EMPTY_WORKLOAD = "workload folder without trial_<n> folders"
 MISPLACED_TRIAL = "misplaced trial_<n> folder"
 OTHER_FOLDER = "folder of no known kind"
 LAYOUT_KINDS = (STRAY_FILE, EMPTY_WORKLOAD, MISPLACED_TRIAL, OTHER_FOLDER)
+_PLURALS = {
+    STRAY_FILE: "stray files",
+    EMPTY_WORKLOAD: "workload folders without trial_<n> folders",
+    MISPLACED_TRIAL: "misplaced trial_<n> folders",
+    OTHER_FOLDER: "folders of no known kind",
+}
 _EXAMPLES = 3
 
 
@@ -92,7 +98,8 @@ class ReadIssues:
         if layout:
             total = sum(len(p) for _, p in layout)
             parts = [
-                f"{len(p)} {k}{'s' if len(p) > 1 else ''} ({self._examples(p)})" for k, p in layout
+                f"{len(p)} {_PLURALS[k] if len(p) > 1 else k} ({self._examples(p)})"
+                for k, p in layout
             ]
             where = f" in {self.root}" if self.root is not None else ""
             out.append(
@@ -148,17 +155,20 @@ def _workload(
 ) -> list[TrialFolder]:
     name, framework = WORKLOAD.fullmatch(path.name).groups()  # type: ignore[union-attr]
     folders, files = _entries(path)
-    found = []
+    found, others = [], []
     for f in folders:
         m = TRIAL.fullmatch(f.name)
         if m is None:
-            issues.add(OTHER_FOLDER, Path(f.path))
+            others.append(Path(f.path))
         else:
             found.append(TrialFolder(submission, study, name, framework, int(m[1]), Path(f.path)))
+    if not found:  # e.g. only the run's .log: the folder is the one entry skipped
+        issues.add(EMPTY_WORKLOAD, path)
+        return found
+    for other in others:
+        issues.add(OTHER_FOLDER, other)
     for f in files:
         issues.add(STRAY_FILE, Path(f.path))
-    if not found:
-        issues.add(EMPTY_WORKLOAD, path)
     return found
 
 

@@ -146,9 +146,12 @@ def _from_workloads(logged: Iterable[str]) -> tuple[str, str] | None:
     held = sorted(logged & set(VERSIONS["0.5"].targets().held_out_workloads))
     if held:
         return "0.5", f"v0.5's held-out variants in the logs ({', '.join(held)})"
+    v05 = VERSIONS["0.5"].targets()
     newer = sorted(
-        w for w in logged & set(VERSIONS[LATEST].targets().base_workloads)
-        if w not in VERSIONS["0.5"].targets().workloads
+        logged
+        & set(VERSIONS[LATEST].targets().base_workloads)
+        - set(v05.base_workloads)
+        - set(v05.held_out_workloads)
     )
     if newer:
         return LATEST, f"{', '.join(newer)} in the logs (base workloads since v{LATEST})"
