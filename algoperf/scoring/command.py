@@ -18,6 +18,7 @@ from rich.console import Console
 
 from algoperf.scoring.bootstrap import LEVELS, bootstrap
 from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.from_mlflow import log_scores_back, read_experiment
 from algoperf.scoring.logs import TrialLog, infer_ruleset, read_logs
 from algoperf.scoring.profile import AREAS, HELDOUT_RULES, TRIAL_CHOICES, build_table, score_table
 from algoperf.scoring.report import RulesetReport, render, reports_to_json, write_outputs
@@ -301,7 +302,7 @@ def score(
             console.print(f"wrote {', '.join(p.name for p in paths)} to {output}")
     if log_back and scored.campaigns:
         # After printing: a store failing now loses no result, it only misses the copy.
-        _log_back(scored, digits, say=lambda m: typer.echo(m, err=as_json))
+        log_scores_back(scored, digits, say=lambda m: typer.echo(m, err=as_json))
 
 
 @dataclass
@@ -314,97 +315,6 @@ class _Scored:
     sources: dict[str, list[str]] = field(default_factory=dict)  # ruleset -> what was scored
     targets_source: str | None = None
     version_note: str = ""
-
-
-def _tracking_failure(uri: str, exc: Exception, doing: str) -> str:
-    from algoperf.tracking.uri import display_uri
-
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return (
-        f"{doing} {display_uri(uri)} failed ({type(exc).__name__}: {first}); check that the "
-        "store is up, or pass --tracking-uri"
-    )
-
-
-def _read_experiment(uri: str, name: str, ruleset: str | None, warn: _Warnings) -> list[TrialLog]:
-    """The trial records of MLflow experiment ``name``, as :class:`ScoringError` on failure."""
-    from algoperf.tracking import TrackingError, read_campaign
-    from algoperf.tracking.uri import display_uri
-
-    try:
-        records = read_campaign(uri, name, warn=warn)
-    except TrackingError as exc:
-        raise ScoringError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - the store failed: one line, not a traceback
-        doing = f"reading experiment {name!r} from"
-        raise ScoringError(_tracking_failure(uri, exc, doing)) from None
-    if not records:
-        raise ScoringError(
-            f"MLflow experiment {name!r} in {display_uri(uri)} holds no trial runs "
-            "(algoperf.kind=trial): record a campaign with `algoperf run` or import its logs "
-            "with `algoperf mlflow import DIR`"
-        )
-    if ruleset is not None:
-        held = sorted({r.ruleset for r in records})
-        records = [r for r in records if r.ruleset == ruleset]
-        if not records:
-            raise ScoringError(
-                f"MLflow experiment {name!r} holds no {ruleset} tuning trials (it holds "
-                f"{', '.join(held)}): drop --ruleset or pick another"
-            )
-    return records
-
-
-def _log_back(scored: _Scored, digits: int, say) -> None:
-    """Each campaign's rulesets' scores onto it as a score run; exit 1 if the store fails."""
-    from shlex import quote
-
-    from algoperf.tracking import TrackingError, log_scores
-    from algoperf.tracking.server import runs_page_url
-    from algoperf.tracking.uri import display_uri, is_http
-
-    uri = scored.tracking_uri
-    assert uri is not None
-    for name, rulesets in scored.campaigns.items():
-        for rep in scored.reports:
-            if rep.ruleset not in rulesets:
-                continue
-            try:
-                logged = log_scores(
-                    uri,
-                    name,
-                    rep,
-                    sources=scored.sources.get(rep.ruleset, ()),
-                    targets_source=scored.targets_source,
-                    digits=digits,
-                )
-            except Exception as exc:  # noqa: BLE001 - one line, not a traceback
-                text = (
-                    str(exc)
-                    if isinstance(exc, TrackingError)
-                    else _tracking_failure(
-                        uri, exc, f"logging the scores onto experiment {name!r} in"
-                    )
-                )
-                typer.echo(
-                    f"error: scores computed (above) but not logged back to MLflow: {text}; "
-                    "run the command again to log them, or pass --no-log-back",
-                    err=True,
-                )
-                raise typer.Exit(code=1) from None
-            if is_http(uri):
-                where = runs_page_url(uri, logged.experiment_id)
-            else:
-                here = uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-                where = f"{display_uri(uri)} (view with `algoperf ui --experiment {quote(name)}" + (
-                    "`)" if here else f" --tracking-uri {display_uri(uri)}`)"
-                )
-            say(
-                f"MLflow: {rep.ruleset} tuning scores logged onto experiment {name!r} as run "
-                f"{logged.run_id}"
-                + (f" (replacing {logged.replaced} older)" if logged.replaced else "")
-                + f": {where}"
-            )
 
 
 def _run(
@@ -475,7 +385,7 @@ def _run(
             raise ScoringError(str(exc)) from None
         scored.tracking_uri = uri
         for name in dict.fromkeys(experiments):
-            records = _read_experiment(uri, name, default_ruleset, warn)
+            records = read_experiment(uri, name, default_ruleset, warn)
             rulesets = dict.fromkeys(r.ruleset for r in records)
             unknown = [rs for rs in rulesets if rs not in RULESETS]
             if unknown:

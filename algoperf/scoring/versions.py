@@ -129,10 +129,10 @@ _FOLDER_VERSION = re.compile(r"(?<![a-z0-9])v0[._-]?(\d)(?![0-9])")
 
 
 def _from_folders(paths: Sequence[Path]) -> dict[str, str]:
-    """version -> the folder name saying it (the tree, its parent and grandparent)."""
+    """version -> the folder name saying it (the tree's or its parent's)."""
     found: dict[str, str] = {}
     for path in paths:
-        for part in reversed(Path(path).resolve().parts[-3:]):
+        for part in reversed(Path(path).resolve().parts[-2:]):
             m = _FOLDER_VERSION.search(part.lower())
             if m and f"0.{m[1]}" in VERSIONS:
                 found.setdefault(f"0.{m[1]}", part)
