@@ -189,13 +189,16 @@ def test_strict_makes_each_kind_an_error(tmp_path):
         ("accumulated_submission_time,validation/accuracy\n", "an empty eval_measurements.csv"),
         ("step,validation/accuracy\n1,0.99\n", "no accumulated_submission_time column"),
         ("accumulated_submission_time,validation/accuracy\n1,0.99,7\n2,0.99\n", "malformed rows"),
+        ("a folder", "an unreadable eval_measurements.csv"),  # a folder of that name
     ],
 )
 def test_an_unusable_log_is_a_miss(tmp_path, content, kind):
     write_trial(tmp_path / "a" / "study_0" / "wa_jax" / "trial_1", [100.0], [0.95], "accuracy")
     folder = tmp_path / "b" / "study_0" / "wa_jax" / "trial_1"
     folder.mkdir(parents=True)
-    if content is not None:
+    if content == "a folder":
+        (folder / "eval_measurements.csv").mkdir()
+    elif content is not None:
         (folder / "eval_measurements.csv").write_text(content)
     warnings: list[str] = []
     records = read_logs(tmp_path, warn=warnings.append)

@@ -11,7 +11,8 @@ their submission (our trial folders: ``"submission"`` in ``meta_data_<p>.json`` 
 A trial whose log cannot be used is a trial with no evals (it never reaches a target)
 and one warning per kind of problem, with how many and the first few paths: no
 ``eval_measurements.csv`` (a run that died before its first eval), an empty file, a file
-with malformed rows or without an ``accumulated_submission_time`` column. A truncated
+with malformed rows, one that cannot be read (permissions) or without an
+``accumulated_submission_time`` column. A truncated
 last row (a run killed while writing) is dropped and the rows before it are kept, as
 pandas' reader in AlgoPerf's scorer keeps them. ``strict=True`` turns each of these into
 an error.
@@ -50,6 +51,7 @@ EMPTY_CSV = f"an empty {MEASUREMENTS_FILE}"
 TRUNCATED_CSV = "a truncated last row"
 MALFORMED_CSV = f"malformed rows in {MEASUREMENTS_FILE}"
 NO_TIME_COLUMN = f"no {TIME_COLUMN} column"
+UNREADABLE_CSV = f"an unreadable {MEASUREMENTS_FILE}"
 _ROWS_KEPT = "the row was dropped, the evals before it kept"
 
 
@@ -155,16 +157,16 @@ def _fetch(path: Path) -> tuple[tuple[int, int] | None, object]:
         st = path.stat()
     except FileNotFoundError:
         return None, None
-    except OSError as exc:
-        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except OSError:
+        return None, UNREADABLE_CSV
     key = (st.st_mtime_ns, st.st_size)
     hit = _CACHE.get(str(path))
     if hit is not None and hit[0] == key:
         return key, hit[1:]
     try:
         return key, path.read_text(errors="replace")
-    except OSError as exc:
-        raise ScoringError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except OSError:  # e.g. no permission, or a folder of that name
+        return None, UNREADABLE_CSV
 
 
 def _record(
@@ -173,9 +175,9 @@ def _record(
     """The record of one trial and the kind of problem its log has (None: none)."""
     csv_path = item.path / MEASUREMENTS_FILE
     key, payload = fetched
-    if payload is None:
+    if payload is None or payload is UNREADABLE_CSV:
         cols: dict[str, np.ndarray] = {}
-        problem: str | None = NO_CSV
+        problem: str | None = NO_CSV if payload is None else UNREADABLE_CSV
     elif isinstance(payload, str):
         cols, problem = _parse(payload)
         if len(_CACHE) >= _CACHE_MAX_FILES:
