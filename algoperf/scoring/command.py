@@ -29,7 +29,12 @@ from algoperf.scoring.targets import (
     normalise_version,
     registry_targets,
 )
-from algoperf.scoring.versions import choose_version, default_targets, get_version
+from algoperf.scoring.versions import (
+    BenchmarkVersion,
+    choose_version,
+    default_targets,
+    get_version,
+)
 
 _PREFIXES = {
     "self": "self",
@@ -317,6 +322,30 @@ class _Scored:
     version_note: str = ""
 
 
+def _check_numbers(version_flag: str | None, n_bootstrap: int, seed: int, confidence: float) -> None:
+    """Option values checked before any reading, so a typo costs no time."""
+    if version_flag is not None:
+        get_version(version_flag)
+    if n_bootstrap < 0:
+        raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
+    if seed < 0:
+        raise ScoringError(f"--seed must be a non-negative integer, not {seed}")
+    if not 0 < confidence < 1:
+        raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
+
+
+def _rules(
+    version_flag: str | None, targets_path: Path | None, tree_paths: list[Path], logged: set[str]
+) -> tuple[BenchmarkVersion, str, Targets]:
+    """The benchmark version, why it was chosen, and the targets to score against."""
+    given = load_targets(targets_path) if targets_path is not None else None
+    version, why = choose_version(version_flag, given, tree_paths, logged)
+    targets = given or default_targets(version, logged) or registry_targets()
+    if targets is None:
+        targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
+    return version, why, targets
+
+
 def _run(
     *,
     logs: list[str],
@@ -340,14 +369,7 @@ def _run(
         )
     if default_ruleset is not None:
         default_ruleset = _choice("--ruleset", default_ruleset, RULESETS)
-    if version_flag is not None:
-        get_version(version_flag)  # a bad value fails before any reading
-    if n_bootstrap < 0:
-        raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
-    if seed < 0:
-        raise ScoringError(f"--seed must be a non-negative integer, not {seed}")
-    if not 0 < confidence < 1:
-        raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
+    _check_numbers(version_flag, n_bootstrap, seed, confidence)
 
     scored = _Scored(reports=[])
     by_ruleset: dict[str, list[TrialLog]] = {}
@@ -399,11 +421,7 @@ def _run(
             scored.campaigns[name] = set(rulesets)
 
     logged = {r.workload for records in by_ruleset.values() for r in records}
-    given = load_targets(targets_path) if targets_path is not None else None
-    version, why = choose_version(version_flag, given, tree_paths, logged)
-    targets = given or default_targets(version, logged) or registry_targets()
-    if targets is None:
-        targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
+    version, why, targets = _rules(version_flag, targets_path, tree_paths, logged)
     # The study and trial counts are the version's when its published targets are used;
     # our own workloads (registry targets) run as many as the campaign says.
     published = normalise_version(targets.benchmark_version) == version.name

@@ -241,6 +241,25 @@ def _check_counts(
                     issues.add(kind, f"{where}/study_{k}: {len(trials)}", "scored with those it has", "study")
 
 
+def _pack(
+    grouped: dict[tuple[int, int], dict[int, dict[int, tuple[float, float]]]], n_s: int, n_w: int
+) -> tuple[np.ndarray, np.ndarray, list[list[list[int]]]]:
+    """(trial times, eval indices, study ids): studies and trials packed at the front."""
+    n_k = max((len(v) for v in grouped.values()), default=1)
+    n_j = max((len(t) for v in grouped.values() for t in v.values()), default=1)
+    trial_times = np.full((n_s, n_w, n_k, n_j), np.nan)
+    eval_index = np.full_like(trial_times, np.nan)
+    study_ids: list[list[list[int]]] = [[[] for _ in range(n_w)] for _ in range(n_s)]
+    for (s, w), studies in grouped.items():
+        for k, study in enumerate(sorted(studies)):
+            trials = studies[study]
+            hits = [trials[j] for j in sorted(trials)]
+            trial_times[s, w, k, : len(hits)] = [h[0] for h in hits]
+            eval_index[s, w, k, : len(hits)] = [h[1] for h in hits]
+            study_ids[s][w].append(study)
+    return trial_times, eval_index, study_ids
+
+
 def build_table(
     records: Sequence[TrialLog],
     targets: Targets,
@@ -299,18 +318,7 @@ def build_table(
     _check_counts(grouped, submissions, workloads, options, issues)
     issues.report(note, options.strict)
 
-    n_k = max((len(v) for v in grouped.values()), default=1)
-    n_j = max((len(t) for v in grouped.values() for t in v.values()), default=1)
-    trial_times = np.full((len(submissions), len(workloads), n_k, n_j), np.nan)
-    eval_index = np.full_like(trial_times, np.nan)
-    study_ids: list[list[list[int]]] = [[[] for _ in workloads] for _ in submissions]
-    for (s, w), studies in grouped.items():
-        for k, study in enumerate(sorted(studies)):
-            trials = studies[study]
-            hits = [trials[j] for j in sorted(trials)]
-            trial_times[s, w, k, : len(hits)] = [h[0] for h in hits]
-            eval_index[s, w, k, : len(hits)] = [h[1] for h in hits]
-            study_ids[s][w].append(study)
+    trial_times, eval_index, study_ids = _pack(grouped, len(submissions), len(workloads))
     table = TimeTable(
         submissions=submissions,
         workloads=workloads,
