@@ -111,11 +111,10 @@ class ReadIssues:
             if kind in LAYOUT_KINDS:
                 continue
             note, noun = self.meta[kind]
-            plural = "ies" if noun.endswith("y") else "s"
-            nouns = noun[:-1] + plural if len(paths) > 1 and noun.endswith("y") else noun + (
-                plural if len(paths) > 1 else ""
+            out.append(
+                f"{len(paths)} {_plural(noun, len(paths))} with {kind}: {note} "
+                f"({self._examples(paths)})"
             )
-            out.append(f"{len(paths)} {nouns} with {kind}: {note} ({self._examples(paths)})")
         return out
 
     def report(self, warn: Callable[[str], None] | None, strict: bool) -> None:
@@ -125,12 +124,18 @@ class ReadIssues:
             return
         if strict:
             raise ScoringError(
-                "--strict: " + " | ".join(lines) + " (without --strict these are skipped "
-                "with a warning; fix or remove them to score strictly)"
+                "--strict: " + " | ".join(lines) + " (without --strict: one warning each and "
+                "the scoring goes on; fix or remove them to score strictly)"
             )
         if warn is not None:
             for line in lines:
                 warn(line)
+
+
+def _plural(noun: str, n: int) -> str:
+    if n == 1:
+        return noun
+    return noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
 
 
 def _entries(path: Path) -> tuple[list[os.DirEntry], list[os.DirEntry]]:
