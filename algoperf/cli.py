@@ -44,7 +44,12 @@ def _parse_hparams(value: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         raise fail(f"--hparams {value!r}: neither a JSON file nor inline JSON ({e.msg})") from e
     if not isinstance(data, dict):
-        raise fail(f"--hparams {value!r}: expected a JSON object of name -> value")
+        raise fail(f"--hparams {value!r}: expected a JSON object of name -> value"
+                   + ("; a list of points is a search space: pass it as --tuning-search-space" if isinstance(data, list) else ""))
+    ranged = [k for k, v in data.items() if isinstance(v, dict) and ({"min", "max", "feasible_points"} & set(v))]
+    if ranged:
+        raise fail(f"--hparams {value!r} is a search space ({ranged[0]} has {'/'.join(sorted({'min', 'max', 'feasible_points'} & set(data[ranged[0]])))}), "
+                   "not one point: pass it as --tuning-search-space FILE, or give fixed values like {\"learning_rate\": 0.001}")
     return data
 
 
@@ -73,7 +78,8 @@ class ConsoleObserver:
         self.label, self.target_key, self.target, self.budget = label, target_key, target, budget
 
     def on_start(self, config, meta) -> None:
-        console.print(f"[bold]{self.label}[/] on {meta['hardware_label']}, batch size {meta['batch_size']}, budget {self.budget:.0f} s")
+        batch = f"batch size {meta['batch_size']} ({meta['batch_size_source']})" if meta.get("batch_size") else "no batch size"
+        console.print(f"[bold]{self.label}[/] on {meta['hardware_label']}, {batch}, budget {self.budget:.0f} s", highlight=False)
 
     def on_eval(self, global_step: int, row: dict[str, float]) -> None:
         value = row.get(self.target_key, float("nan"))
@@ -118,6 +124,8 @@ def run(
     studies: Annotated[int, typer.Option(help="Independent studies (AlgoPerf: 3 external, 5 self-tuning).")] = 1,
     trials: Annotated[int, typer.Option(help="Trials per study in external tuning (AlgoPerf: 5).")] = 1,
     hparams: Annotated[str | None, typer.Option(help="Hyperparameters for every trial: a JSON file or inline JSON object.")] = None,
+    tuning_search_space: Annotated[Path | None, typer.Option("--tuning-search-space", help="The search space (AlgoPerf's --tuning_search_space): a JSON file anywhere; default tuning_search_space.json beside the submission.")] = None,
+    batch_size: Annotated[list[str], typer.Option("--batch-size", help="WORKLOAD=N: global batch size for that workload, over the submission's get_batch_size (repeatable).")] = [],  # noqa: B006
     experiment_dir: Annotated[Path, typer.Option(help="Where experiments are written.")] = Path("experiments"),
     experiment_name: Annotated[str | None, typer.Option(help="Folder name of this campaign (default <submission>_<ruleset>).")] = None,
     seed: Annotated[int, typer.Option(help="Campaign seed: the same seed gives the same trials.")] = 0,
@@ -135,7 +143,8 @@ def run(
     budget_factor: Annotated[float | None, typer.Option(help="Multiply each workload's time budget (default: 1.0 external, 1.5 self-tuning as in AlgoPerf v0.6).")] = None,
 ) -> None:
     """Run a submission on workloads under the benchmark's timing rules."""
-    from algoperf import scheduler, suites
+    from algoperf import suites
+    from algoperf.campaign import ray_executor as scheduler
 
     # Ray starts before anything imports JAX (the registry and submissions do).
     num_trials = len(dict.fromkeys([*workload, *suites.SUITES.get(suite or "", [])])) * studies * (1 if ruleset == "self" else trials)
@@ -148,19 +157,25 @@ def run(
     except scheduler.SchedulerError as e:
         raise fail(str(e)) from e
     from algoperf import registry
-    from algoperf.campaign import MixedHardwareError, plan_trials, run_local
+    from algoperf.campaign.plan import MixedHardwareError, plan_trials, run_local
     from algoperf.spec import DataNotFoundError
-    from algoperf.submission import SubmissionError, load_submission
+    from algoperf.submission.batch_size import parse_overrides as parse_batch_size_overrides
+    from algoperf.submission.loading import SubmissionError, load_submission
     from algoperf.tracking.observer import combine_observers
 
     names = _workloads_for(workload, suite)
     try:
-        loaded = load_submission(submission)
+        batch_sizes = parse_batch_size_overrides(batch_size)
+        unknown = [n for n in batch_sizes if n not in names]
+        if unknown:
+            raise fail(f"--batch-size names {', '.join(unknown)}, which this run does not include ({', '.join(names)})")
+        loaded = load_submission(submission, search_space_path=tuning_search_space)
         configs = plan_trials(
             loaded, names, ruleset=ruleset, studies=studies, trials=trials, seed=seed,
             experiment_dir=experiment_dir, experiment_name=experiment_name,
             hyperparameters=_parse_hparams(hparams), max_steps=max_steps, data_dir=data_dir,
             workload_kwargs={"size": size} if size != 1.0 else None, budget_factor=budget_factor,
+            batch_sizes=batch_sizes,
         )
     except (SubmissionError, ValueError) as e:
         raise fail(str(e)) from e
@@ -203,10 +218,13 @@ def run(
         if tracker:
             console.print(f"MLflow: experiment {tracker.experiment_name!r} in {tracker.store_uri or tracker.tracking_uri}; open it with `algoperf ui`", highlight=False)
     not_ok = ("failed", "error", "refused", "lost")  # error/refused/lost: Ray trials that did not run to their end
-    for row in rows:
-        if row["status"] in not_ok:
-            console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {row['error']}", highlight=False)
-    if any(row["status"] in not_ok for row in rows):
+    failed = [row for row in rows if row["status"] in not_ok]
+    for row in failed:
+        reason = row.get("error_summary") or str(row.get("error") or "").strip().splitlines()[0:1]
+        where = f" (traceback: {Path(row['trial_dir']) / 'traceback.txt'})" if row.get("error_summary") else ""
+        console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {reason if isinstance(reason, str) else ''.join(reason)}{where}", highlight=False)
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(rows)} trials did not run to their end[/] (each is recorded in its trial folder; rerunning the command runs them again)", highlight=False)
         raise typer.Exit(1)
 
 
@@ -278,7 +296,7 @@ def data_prepare(
     option: Annotated[list[str] | None, typer.Option(help="A dataset setting, key=value (repeatable).")] = None,
 ) -> None:
     """Turn a dataset's official files into the layout the workloads read."""
-    from algoperf import datasets
+    from algoperf.data import prepare as datasets
     from algoperf.spec import DataNotFoundError
 
     options = {}
@@ -302,7 +320,7 @@ def data_prepare(
 @data_app.command("list")
 def data_list() -> None:
     """Datasets `algoperf data prepare` knows, their workloads and what --source takes."""
-    from algoperf import datasets
+    from algoperf.data import prepare as datasets
 
     table = Table("dataset", "workloads", "--source")
     for d in datasets.DATASETS.values():
@@ -360,9 +378,9 @@ def targets(
     output: Annotated[Path, typer.Option(help="Where <workload>.json and <workload>.md are written.")] = Path("targets"),
     base_budget: Annotated[bool, typer.Option(help="A variant: keep the base workload's budget; targets are the best within it.")] = False,
 ) -> None:
-    """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/targets.py)."""
+    """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/target_setting.py)."""
     from algoperf import registry
-    from algoperf.targets import set_targets, write_report
+    from algoperf.target_setting import set_targets, write_report
 
     try:
         cls = registry.get_workload_class(workload)

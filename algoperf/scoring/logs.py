@@ -5,17 +5,16 @@ stray entries of published trees it skips). Here each trial's ``eval_measurement
 becomes a record. A submission is named after its folder, except where its trials record
 their submission (our trial folders: ``"submission"`` in ``meta_data_<p>.json`` or
 ``trial_result.json``): then the recorded name is used, as MLflow's
-``algoperf.submission`` tag does, so the experiment folder ``nadamw_external`` scores as
+``algoperf.submission.loading`` tag does, so the experiment folder ``nadamw_external`` scores as
 ``nadamw`` from files and from MLflow alike.
 
 A trial whose log cannot be used is a trial with no evals (it never reaches a target)
 and one warning per kind of problem, with how many and the first few paths: no
 ``eval_measurements.csv`` (a run that died before its first eval), an empty file, a file
-with malformed rows, one that cannot be read (permissions) or without an
-``accumulated_submission_time`` column. A truncated
-last row (a run killed while writing) is dropped and the rows before it are kept, as
-pandas' reader in AlgoPerf's scorer keeps them. ``strict=True`` turns each of these into
-an error.
+with malformed rows, one that cannot be read or one without an
+``accumulated_submission_time`` column. A truncated last row (a run killed while
+writing) is dropped and the rows before it are kept, as pandas' reader in AlgoPerf's
+scorer keeps them. ``strict=True`` turns each of these into an error.
 
 Another source only has to produce the same records, as MLflow's does
 (:func:`algoperf.tracking.read_campaign`).

@@ -33,9 +33,19 @@ class TrialClock:
         self._started_at: float | None = None
         self._mark: float | None = None
 
-    def start(self) -> None:
-        """Start charging the submission from now."""
-        self._started_at = self._mark = self._now()
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` was called (training began)."""
+        return self._started_at is not None
+
+    def start(self, already_elapsed: float = 0.0) -> None:
+        """Start charging the submission from now.
+
+        ``already_elapsed``: wall time of earlier attempts (a resumed trial), so that
+        ``elapsed`` (total_duration) goes on from the checkpoint's.
+        """
+        self._mark = self._now()
+        self._started_at = self._mark - already_elapsed
 
     @property
     def elapsed(self) -> float:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from algoperf import registry, spec, tuning
+from algoperf import registry, spec
+from algoperf.submission import search_space as tuning
+from algoperf.submission.batch_size import BatchSizeChoice, choose_batch_size
 
 SEARCH_SPACE_FILE = "tuning_search_space.json"
 
@@ -59,27 +61,11 @@ class Submission:
     search_space: tuning.SearchSpace | None
     source_hash: str
 
-    def batch_size_for(self, workload: spec.Workload, workload_name: str) -> int:
-        """The submission's global batch size for ``workload``.
-
-        Like AlgoPerf, a variant falls back to its base workload's name; a small-suite
-        workload falls back to the AlgoPerf workload it stands in for.
-        """
-        candidates = [workload_name, workload.base_workload, workload.reference_workload]
-        tried = []
-        for name in dict.fromkeys(c for c in candidates if c):
-            tried.append(name)
-            try:
-                size = self.get_batch_size(name)
-            except (ValueError, KeyError):
-                continue
-            if not isinstance(size, int) or size <= 0:
-                raise SubmissionError(f"{self.path}: get_batch_size({name!r}) returned {size!r}; it must be a positive int")
-            return size
-        raise SubmissionError(
-            f"{self.path}: get_batch_size does not know workload {workload_name!r} "
-            f"(tried {', '.join(map(repr, tried))}); add a case for it"
-        )
+    def batch_size_for(
+        self, workload: spec.Workload, workload_name: str, overrides: dict[str, int] | None = None
+    ) -> BatchSizeChoice:
+        """The global batch size for ``workload`` and where it came from (``algoperf.submission.batch_size``)."""
+        return choose_batch_size(self.get_batch_size, workload, workload_name, overrides, where=str(self.path))
 
 
 def _import(path: Path) -> Any:
@@ -137,12 +123,34 @@ def _check_signature(path: Path, name: str, fn: Any) -> bool:
     return False
 
 
-def load_submission(name_or_path: str | Path) -> Submission:
-    """Find, import and validate a submission; raise SubmissionError on any problem."""
+# Files that mark the root of a project a submission may live in (AlgoPerf runs from its
+# repository root, so `from algorithms.x import y` and `from submissions.x import y` resolve).
+PROJECT_ROOT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "submission_runner.py")
+
+
+def package_root(path: Path) -> Path | None:
+    """The nearest folder above a submission file that holds a project-root marker, if any."""
+    for folder in path.resolve().parent.parents:
+        if any((folder / marker).exists() for marker in PROJECT_ROOT_MARKERS):
+            return folder
+    return None
+
+
+def load_submission(name_or_path: str | Path, search_space_path: str | Path | None = None) -> Submission:
+    """Find, import and validate a submission; raise SubmissionError on any problem.
+
+    The submission's folder is on ``sys.path`` while it imports (sibling helper modules),
+    and its project root (``package_root``) stays on it, appended, so imports written from
+    that root resolve at import and at run time. ``search_space_path`` replaces the
+    ``tuning_search_space.json`` beside the submission (AlgoPerf's --tuning_search_space).
+    """
     try:
         path = registry.resolve_submission(name_or_path)
     except registry.UnknownNameError as e:
         raise SubmissionError(str(e)) from e
+    root = package_root(path)
+    if root is not None and str(root) not in sys.path:
+        sys.path.append(str(root))
     module = _import(path)
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
@@ -156,7 +164,9 @@ def load_submission(name_or_path: str | Path) -> Submission:
         if hasattr(module, name):
             takes = _check_signature(path, name, getattr(module, name))
             needs_train_state = needs_train_state or (name == "update_params" and takes)
-    space_path = path.parent / SEARCH_SPACE_FILE
+    space_path = Path(search_space_path) if search_space_path is not None else path.parent / SEARCH_SPACE_FILE
+    if search_space_path is not None and not space_path.is_file():
+        raise SubmissionError(f"--tuning-search-space {space_path}: no such file")
     try:
         search_space = tuning.load_search_space(space_path) if space_path.exists() else None
     except tuning.SearchSpaceError as e:

@@ -6,12 +6,12 @@ points k*T+1 .. (k+1)*T. Self-tuning runs ``studies`` repetitions with no
 hyperparameters and the budget multiplied by ``SELF_TUNING_BUDGET_FACTOR``. Each trial's
 seed is derived from the campaign seed, the study and the trial, so the same command
 gives the same trials. A trial whose directory says it finished is not run again; one
-that a killed run left unfinished resumes from its checkpoint (``algoperf.trial``).
+that a killed run left unfinished resumes from its checkpoint (``algoperf.runner.trial``).
 
 All trials of a campaign run on one kind of hardware (``hardware_kind``: the hardware
 label, plus the CPU model for CPU trials); a campaign whose trials already ran on one
 kind refuses to go on on another unless told to (``allow_mixed_hardware``). Several
-trials at once, on a cluster, with retries: ``algoperf.scheduler``.
+trials at once, on a cluster, with retries: ``algoperf.campaign.ray_executor``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from algoperf import hardware, tuning
-from algoperf.submission import Submission, SubmissionError
-from algoperf.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
-from algoperf.trial_log import TrialLog
+from algoperf import hardware
+from algoperf.runner.checkpoint import CheckpointMismatchError
+from algoperf.runner.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
+from algoperf.runner.trial_log import TrialLog
+from algoperf.submission import search_space as tuning
+from algoperf.submission.loading import Submission, SubmissionError
 
 RULESETS = ("external", "self")
 SELF_TUNING_BUDGET_FACTOR = 1.5  # AlgoPerf v0.6
@@ -54,6 +56,7 @@ def plan_trials(
     data_dir: str | None = None,
     budget_factor: float | None = None,
     workload_kwargs: dict[str, Any] | None = None,
+    batch_sizes: dict[str, int] | None = None,
 ) -> list[TrialConfig]:
     """The trials of a campaign, in the order they should run."""
     if ruleset not in RULESETS:
@@ -98,6 +101,7 @@ def plan_trials(
                         budget_factor=factor,
                         workload_kwargs=dict(workload_kwargs or {}),
                         ruleset=ruleset,
+                        batch_sizes={workload: batch_sizes[workload]} if batch_sizes and workload in batch_sizes else {},
                     )
                 )
     return configs
@@ -168,7 +172,9 @@ def run_local(
     """Run trials one after another in this process; finished ones are skipped.
 
     Raises MixedHardwareError before running anything if earlier trials of the campaign
-    ran on another kind of hardware than this process has (unless allowed).
+    ran on another kind of hardware than this process has (unless allowed). A trial that
+    fails (no batch size, no data, an exception in submission code) is a recorded result
+    and the next one runs: a campaign never stops for one trial.
     """
     if any(finished_result(c) is None for c in configs):
         check_hardware(configs, hardware_kind(hardware.describe()), allow_mixed_hardware)
@@ -179,5 +185,17 @@ def run_local(
             on_skip(config, done)
             results.append(done)
             continue
-        results.append(run_trial(replace(config), observer_for(config), submission=submission))
+        try:
+            results.append(run_trial(replace(config), observer_for(config), submission=submission))
+        except CheckpointMismatchError as e:  # another trial's folder: left untouched, the campaign goes on
+            results.append(refused_row(config, str(e)))
     return results
+
+
+def refused_row(config: TrialConfig, reason: str) -> dict[str, Any]:
+    """A result-table row for a trial that was not run (its folder belongs to another trial)."""
+    return {
+        "workload": config.workload, "status": "error", "error": reason, "error_summary": reason,
+        "global_step": 0, "accumulated_submission_time": 0.0, "time_to_result": None,
+        "best_validation": None, "trial_dir": str(config.path),
+    }

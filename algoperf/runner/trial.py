@@ -1,6 +1,6 @@
 """Run one trial: a submission trains a workload under AlgoPerf's timing rules.
 
-The rules, as implemented here (the clock lives in ``algoperf.clock``):
+The rules, as implemented here (the clock lives in ``algoperf.runner.clock``):
 
 * Model and optimizer initialisation are not timed (as in AlgoPerf). From then on the
   submission is charged for data_selection, update_params, prepare_for_eval, compilation
@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import traceback
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,13 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from algoperf import checkpoint, hardware, jax_sharding_utils, registry, spec
-from algoperf.clock import TrialClock
-from algoperf.submission import Submission, load_submission
-from algoperf.trial_log import RESULT_FILE, TrialLog, trial_dir
-from algoperf.tuning import make_hyperparameters
+from algoperf import hardware, jax_sharding_utils, registry, spec
+from algoperf.runner import checkpoint
+from algoperf.runner.clock import TrialClock
+from algoperf.runner.failure import TRACEBACK_FILE, TrialFailure, describe_failure
+from algoperf.runner.trial_log import RESULT_FILE, TrialLog, trial_dir
+from algoperf.submission.loading import Submission, load_submission
+from algoperf.submission.search_space import make_hyperparameters
 
 # Trial outcomes.
 REACHED = "reached_target"
@@ -66,12 +67,14 @@ class TrialConfig:
     budget_factor: float = 1.0
     workload_kwargs: dict[str, Any] = field(default_factory=dict)
     ruleset: str = "external"
-    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.checkpoint).
+    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.runner.checkpoint).
     checkpoints: bool = True
     # Analysis mode, not the benchmark's rule: eval every N steps instead of every
     # eval_period_time_sec of submission time, so the step at which a target is first
     # seen does not depend on the machine's speed (reproducibility studies).
     eval_every_steps: int | None = None
+    # --batch-size overrides, by workload name (algoperf.submission.batch_size).
+    batch_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -96,7 +99,8 @@ class TrialResult:
     workload: str
     submission: str
     seed: int
-    error: str | None = None
+    error: str | None = None  # the exception and its full traceback (also traceback.txt)
+    error_summary: str | None = None  # one line: exception, file:line, likely cause (algoperf.runner.failure)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,14 +219,19 @@ def run_trial(
     # Submissions that build on earlier runs (e.g. `refined`) look for them here.
     os.environ["ALGOPERF_EXPERIMENT_DIR"] = str(Path(config.experiment_dir).resolve())
     submission = submission or load_submission(config.submission)
-    workload = registry.get_workload(config.workload, **config.workload_kwargs)
-    hyperparameters = make_hyperparameters(config.hyperparameters)
-    batch_size = submission.batch_size_for(workload, config.workload)
     log = TrialLog(config.path)
+    try:  # what one workload cannot do fails this trial, not the campaign
+        workload = registry.get_workload(config.workload, **config.workload_kwargs)
+        batch = submission.batch_size_for(workload, config.workload, config.batch_sizes)
+    except Exception as e:  # noqa: BLE001 - recorded as a failed trial with its reason
+        return _setup_failed(config, submission, log, e, observer, extra_meta)
+    hyperparameters = make_hyperparameters(config.hyperparameters)
+    batch_size = batch.size
     preemption_count, resume_step = _resume_point(config, _identity(config, submission, batch_size))
     log.write_hparams(config.hyperparameters)
     meta = trial_meta(config, submission)
     meta["batch_size"] = batch_size
+    meta["batch_size_source"] = batch.source
     meta["preemption_count"] = preemption_count
     meta["resumed_from_step"] = resume_step
     meta.update(extra_meta or {})
@@ -243,15 +252,39 @@ def run_trial(
             state.restore()
             log.write_meta({**meta, "resume": state.resume_info}, preemption_count=preemption_count)
         state.train()
-    except (spec.DataNotFoundError, checkpoint.CheckpointError):
-        raise
-    except Exception as e:  # submission code failed: a recorded result, not a lost trial
-        state.stop_reason = "error"
-        state.error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    except Exception as e:  # submission code (or its data) failed: a recorded result, not a lost trial
+        state.stop_reason = "error" if clock.started else "setup"  # setup: before the clock started
+        state.failure = describe_failure(e, submission.path)
     finally:
         state.close()
     result = state.result()
     log.append_submission_metrics(metrics_logger.drain())
+    if state.failure is not None:
+        (config.path / TRACEBACK_FILE).write_text(state.failure.traceback)
+    log.write_result(result.to_dict())
+    if observer:
+        observer.on_end(result)
+    return result
+
+
+def _setup_failed(
+    config: TrialConfig, submission: Submission, log: TrialLog, error: Exception,
+    observer: TrialObserver | None, extra_meta: dict[str, Any] | None,
+) -> TrialResult:
+    """Record a trial that could not start (no batch size, no data, a broken workload)."""
+    failure = describe_failure(error, submission.path)
+    meta = {**trial_meta(config, submission), "batch_size": None, "preemption_count": 0, **(extra_meta or {})}
+    log.write_hparams(config.hyperparameters)
+    log.write_meta(meta, preemption_count=0)
+    if observer:
+        observer.on_start(config, meta)
+    result = TrialResult(
+        status=FAILED, stop_reason="setup", time_to_result=None, global_step=0, accumulated_submission_time=0.0,
+        accumulated_eval_time=0.0, accumulated_logging_time=0.0, total_duration=0.0, num_evals=0,
+        best_validation=None, trial_dir=str(config.path), workload=config.workload, submission=submission.name,
+        seed=config.seed, error=failure.details(), error_summary=failure.summary(),
+    )
+    (config.path / TRACEBACK_FILE).write_text(failure.traceback)
     log.write_result(result.to_dict())
     if observer:
         observer.on_end(result)
@@ -336,10 +369,10 @@ class _TrialState:
         self.time_to_result: float | None = None
         self.validation_reached = self.test_reached = False
         self.stop_reason = "unknown"
-        self.error: str | None = None
+        self.failure: TrialFailure | None = None
         self.diverged = False
         self.preemption_count = 0
-        # Resume bookkeeping (algoperf.checkpoint): saved at evals, restored by ``restore``.
+        # Resume bookkeeping (algoperf.runner.checkpoint): saved at evals, restored by ``restore``.
         self.last_eval_at: float | None = None
         self.resume_info: dict[str, Any] | None = None
         self._elapsed_before = 0.0
@@ -387,9 +420,7 @@ class _TrialState:
     def train(self) -> None:
         w, sub, hp, cfg = self.workload, self.submission, self.hyperparameters, self.config
         clock = self.clock
-        clock.start()
-        if self._elapsed_before:  # resumed: total_duration goes on from the checkpoint's
-            clock._started_at -= self._elapsed_before
+        clock.start(already_elapsed=self._elapsed_before)
         while True:
             data_rng, update_rng, prep_rng, eval_rng = self.step_keys(self.global_step)
             batch = sub.data_selection(
@@ -478,7 +509,7 @@ class _TrialState:
                 self.observer.on_eval(self.global_step, row)
                 self.observer.on_submission_metrics(submission_metrics)
 
-    # --- resume (algoperf.checkpoint) ------------------------------------------------
+    # --- resume (algoperf.runner.checkpoint) ------------------------------------------------
     def _checkpoint_trees(self) -> dict[str, Any]:
         return {"params": self.params, "optimizer_state": self.optimizer_state, "model_state": self.model_state, "rng": self.rng}
 
@@ -546,7 +577,7 @@ class _TrialState:
     def progress(self) -> dict[str, Any]:
         """Where the trial is now (read from another thread by a progress display)."""
         clock = self.clock
-        running = clock._started_at is not None
+        running = clock.started
         return {"global_step": self.global_step, "submission_time": clock.peek() if running else clock.submission_time,
                 "budget": self.budget}
 
@@ -560,7 +591,7 @@ class _TrialState:
         best = None
         if values:
             best = max(values) if spec.higher_is_better(key) else min(values)
-        if self.error is not None:
+        if self.failure is not None:
             status = FAILED
         elif self.time_to_result is not None:
             status = REACHED
@@ -576,12 +607,13 @@ class _TrialState:
             accumulated_submission_time=self.clock.submission_time,
             accumulated_eval_time=self.clock.excluded_time["eval"],
             accumulated_logging_time=self.clock.excluded_time["logging"],
-            total_duration=self.clock.elapsed if self.clock._started_at is not None else 0.0,
+            total_duration=self.clock.elapsed if self.clock.started else 0.0,
             num_evals=len(self.eval_results),
             best_validation=best,
             trial_dir=str(self.config.path),
             workload=self.config.workload,
             submission=self.submission.name,
             seed=self.config.seed,
-            error=self.error,
+            error=self.failure.details() if self.failure else None,
+            error_summary=self.failure.summary() if self.failure else None,
         )
