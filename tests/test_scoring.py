@@ -413,12 +413,18 @@ def test_trial_without_measurements_is_a_miss_with_a_warning(tmp_path):
         (lambda r: (r / "b" / "something").mkdir(parents=True), "b"),
     ],
 )
-def test_unexpected_layout_names_the_path(tmp_path, make_bad, offending):
+def test_unexpected_layout_is_skipped_or_with_strict_an_error_naming_the_path(
+    tmp_path, make_bad, offending
+):
     root = make_tree(tmp_path / "logs", {"a": {"wa": [[100.0]]}})
     make_bad(root)
+    warnings: list[str] = []
+    (record,) = read_logs(root, warn=warnings.append)  # the one real trial, nothing else
+    assert record.submission == "a" and record.trial == 1
+    assert len(warnings) == 1 and offending in warnings[0]
     with pytest.raises(ScoringError) as err:
-        read_logs(root)
-    assert offending in str(err.value)
+        read_logs(root, strict=True)
+    assert offending in str(err.value) and "--strict" in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -549,7 +555,8 @@ def test_cli_json_prints_only_json(tmp_path):
             "b": {"wa": [[200.0], [190.0]], "wb": [[100.0], [120.0]]},
         },
     )
-    args = ["score", "--logs", str(root), "--targets", str(write_targets(tmp_path))]
+    # --area exact keeps the exact area (the default is the version's trapezoid)
+    args = ["score", "--logs", str(root), "--targets", str(write_targets(tmp_path)), "--area", "exact"]
     result = CliRunner().invoke(cli(), [*args, "--json", "--bootstrap", "200", "--seed", "1"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)  # nothing else on stdout
@@ -557,7 +564,9 @@ def test_cli_json_prints_only_json(tmp_path):
     subs = {s["name"]: s for s in ruleset["submissions"]}
     assert subs["a"]["times"] == {"wa": 105.0, "wb": None}  # median of 300 and a miss
     assert subs["b"]["times"] == {"wa": 195.0, "wb": 110.0}
-    assert subs["b"]["score"] == pytest.approx(((4 - 195 / 105) + 3) / 6)  # exact area by default
+    assert subs["b"]["score"] == pytest.approx(((4 - 195 / 105) + 3) / 6)  # the exact area
+    assert ruleset["area"] == "exact" and ruleset["benchmark_version"] == "0.6"
+    assert "benchmark v0.6 rules, from the benchmark_version of" in result.stderr
     lo, hi = subs["b"]["interval"]
     assert lo <= subs["b"]["score"] <= hi
     again = CliRunner().invoke(cli(), [*args, "--json", "--bootstrap", "200", "--seed", "1"])
@@ -571,7 +580,7 @@ def test_cli_table_and_output_files(tmp_path):
     out = tmp_path / "out"
     args = ["score", "--logs", str(root), "--targets", str(write_targets(tmp_path))]
     result = CliRunner().invoke(
-        cli(), [*args, "--output", str(out), "--baseline", "a", "--bootstrap", "50"]
+        cli(), [*args, "--output", str(out), "--baseline", "a", "--bootstrap", "50", "--area", "exact"]
     )
     assert result.exit_code == 0, result.stderr
     assert "b: no logs for wb" in result.stderr
@@ -643,14 +652,17 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, extra, message):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_cli_layout_error_names_the_path(tmp_path):
+def test_cli_strict_layout_error_names_the_path(tmp_path):
     root = make_tree(tmp_path / "logs", {"a": {"wa": [[100.0]]}})
     (root / "a" / "study_0" / "stray").mkdir()
-    result = CliRunner().invoke(
-        cli(), ["score", "--logs", str(root), "--targets", str(write_targets(tmp_path))]
-    )
+    args = ["score", "--logs", str(root), "--targets", str(write_targets(tmp_path))]
+    result = CliRunner().invoke(cli(), [*args, "--strict"])
     assert result.exit_code == 2
-    assert str(root / "a" / "study_0" / "stray") in result.stderr
+    assert "a/study_0/stray" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    result = CliRunner().invoke(cli(), args)  # without --strict: skipped, one warning
+    assert result.exit_code == 0, result.stderr
+    assert [w for w in result.stderr.splitlines() if "a/study_0/stray" in w] != []
 
 
 def test_targets_from_our_registry(tmp_path):
@@ -676,4 +688,4 @@ def test_targets_from_our_registry(tmp_path):
     assert ruleset["base_workloads"] == [name]
     subs = {s["name"]: s for s in ruleset["submissions"]}
     assert subs["fast"]["times"][name] == pytest.approx(0.2 * budget)
-    assert subs["slow"]["score"] == pytest.approx((4 - 3) / 3)
+    assert subs["slow"]["score_exact"] == pytest.approx((4 - 3) / 3)

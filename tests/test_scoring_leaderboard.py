@@ -7,6 +7,8 @@ README); the tests skip where that folder is absent.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,79 @@ def test_cli_reproduces_the_leaderboard_as_json():
     assert got["baseline"]["speedup"] == 1.0
     assert got["schedule_free_adamw"]["speedup"] > 1.0
     assert got["adamg"]["times"]["fastmri"] is None
+
+
+# --- no flags: the version, its targets and its rules come from the tree ----------------
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    app.command("score")(score_command)
+    return app
+
+
+def _score_json(*args: str) -> tuple[dict, str]:
+    result = CliRunner().invoke(_cli(), ["score", *args, "--json", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.stderr
+    (ruleset,) = json.loads(result.stdout)["rulesets"]
+    return ruleset, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("tree", "published", "version", "choice", "why"),
+    [
+        ("v05_self_tuning", PUBLISHED_V05_SELF, "0.5", "eval-index", "v0.5's held-out variants"),
+        ("v06_external_tuning", PUBLISHED_V06_EXTERNAL, "0.6", "time", "the folder name"),
+    ],
+)
+def test_no_flags_reproduce_each_published_leaderboard(tree, published, version, choice, why):
+    ruleset, stderr = _score_json("--logs", str(LOGS / tree))
+    got = {s["name"]: s["score"] for s in ruleset["submissions"]}
+    assert {name: round(score, 4) for name, score in got.items()} == published
+    assert ruleset["benchmark_version"] == version and ruleset["trial_choice"] == choice
+    assert ruleset["area"] == "trapezoid" and why in ruleset["benchmark_version_reason"]
+    # printed: which version, why, and which targets (the ones shipped with algoperf)
+    (note,) = [line for line in stderr.splitlines() if line.startswith("benchmark v")]
+    assert note.startswith(f"benchmark v{version} rules, from {why}")
+    assert f"targets: the v{version} targets shipped with algoperf" in note
+
+
+def _writable_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(dst):
+        os.chmod(folder, 0o755)
+    return dst
+
+
+def test_published_tree_with_its_stray_entries_scores_the_same(tmp_path):
+    """The stray entries of a tree as downloaded: skipped, summarised, scores unchanged."""
+    root = _writable_copy(LOGS / "v06_external_tuning", tmp_path / "v06_external_tuning")
+    study = root / "baseline" / "study_0"
+    for workload in ("criteo1tb_jax", "ogbg_jax"):
+        (study / f"{workload}.log").write_text("I0101 00:00:00 starting\n")  # beside its folder
+    (root / "shampoo" / "study_1" / "finewebedu_lm_pytorch").mkdir()  # holds only a .log
+    (root / "shampoo" / "study_1" / "finewebedu_lm_pytorch" / "run.log").write_text("OOM\n")
+    shutil.copytree(study / "ogbg_jax" / "trial_1", study / "trial_1")  # misplaced trial
+    ruleset, stderr = _score_json("--logs", str(root))
+    got = {s["name"]: round(s["score"], 4) for s in ruleset["submissions"]}
+    assert got == PUBLISHED_V06_EXTERNAL
+    (skipped,) = [w for w in stderr.splitlines() if "not a study, workload or trial folder" in w]
+    assert "skipped 4 entries" in skipped and "baseline/study_0/criteo1tb_jax.log" in skipped
+    assert "shampoo/study_1/finewebedu_lm_pytorch" in skipped and "baseline/study_0/trial_1" in skipped
+    strict = CliRunner().invoke(_cli(), ["score", "--logs", str(root), "--strict"])
+    assert strict.exit_code == 2 and "Traceback" not in strict.stderr
+    assert "baseline/study_0/trial_1" in strict.stderr
+
+
+def test_v06_by_eval_index_misses_the_published_baseline():
+    """Why v0.6's rule set picks the least time: by eval index the baseline is 0.4716."""
+    ruleset, _ = _score_json(
+        "--logs", str(LOGS / "v06_external_tuning"), "--trial-choice", "eval-index"
+    )
+    got = {s["name"]: round(s["score"], 4) for s in ruleset["submissions"]}
+    assert got == {"shampoo": 0.6244, "baseline": 0.4716}

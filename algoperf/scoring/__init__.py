@@ -1,12 +1,15 @@
 """Scoring: AlgoPerf benchmark scores of training logs, with bootstrap uncertainty.
 
 Pipeline: a reader turns logs into :class:`TrialLog` records (:func:`read_logs` for
-AlgoPerf-format trees and our experiment directories); :func:`build_table` computes
-every trial's time to target against :class:`Targets`; :func:`score_table` applies the
-AlgoPerf rules (fastest trial per study, median over studies, 4x rule, optional v0.5
-held-out rule) and integrates the performance profiles; :func:`bootstrap` resamples
-studies for intervals and order flips; :mod:`algoperf.scoring.report` prints and
-writes the results. ``algoperf score`` is :func:`algoperf.scoring.command.score`.
+AlgoPerf-format trees, stray entries skipped with one warning per kind, and our
+experiment directories); :func:`build_table` computes every trial's time to target
+against :class:`Targets`; :func:`score_table` applies the AlgoPerf rules (one trial per
+study, by time or by eval index; median over studies, 4x rule, optional v0.5 held-out
+rule) and integrates the performance profiles; :func:`bootstrap` resamples studies for
+intervals and order flips; :mod:`algoperf.scoring.report` prints and writes the results.
+Each published leaderboard's rules are one :class:`BenchmarkVersion`
+(:data:`VERSIONS`), chosen by :func:`choose_version`.
+``algoperf score`` is :func:`algoperf.scoring.command.score`.
 See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
 """
 
@@ -16,6 +19,7 @@ from algoperf.scoring.logs import TrialLog, discover, read_logs, read_measuremen
 from algoperf.scoring.profile import (
     ALGOPERF_TAU_POINTS,
     TAU_MAX,
+    TRIAL_CHOICES,
     ScoreResult,
     ScoringOptions,
     TimeTable,
@@ -43,13 +47,19 @@ from algoperf.scoring.targets import (
     runtime_budget,
     targets_from_dict,
 )
+from algoperf.scoring.tree import ReadIssues, discover_trials
+from algoperf.scoring.versions import VERSIONS, BenchmarkVersion, choose_version, get_version
 
 __all__ = [
     "ALGOPERF_TAU_POINTS",
     "EXTERNAL_BUDGETS_SEC",
     "SELF_TUNING_FACTOR",
     "TAU_MAX",
+    "TRIAL_CHOICES",
+    "VERSIONS",
+    "BenchmarkVersion",
     "BootstrapResult",
+    "ReadIssues",
     "RulesetReport",
     "ScoreResult",
     "ScoringError",
@@ -61,8 +71,11 @@ __all__ = [
     "apply_rules",
     "bootstrap",
     "build_table",
+    "choose_version",
     "discover",
+    "discover_trials",
     "exact_score",
+    "get_version",
     "higher_is_better",
     "load_targets",
     "order_flips",

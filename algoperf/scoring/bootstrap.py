@@ -4,10 +4,11 @@ One replicate redraws the logs and rescores everything, because a score depends 
 every submission through the "fastest submission" of each workload:
 
 * ``level="studies"`` (default): for each submission and workload, draw its n studies
-  with replacement (n = the number it has) and take the median of their fastest-trial
-  times; the trials of a study stay as they are.
+  with replacement (n = the number it has) and take the median of their chosen trials'
+  times (the fastest, or under the v0.5 rule the earliest by eval index); the trials
+  of a study stay as they are.
 * ``level="trials"``: as above, and within each drawn study also draw its trials with
-  replacement before taking the fastest (a two-stage bootstrap for external tuning,
+  replacement before choosing its trial (a two-stage bootstrap for external tuning,
   where a study is a small random search; with one trial per study it equals
   ``"studies"``). It also reflects the luck of the search points, but the fastest of
   a resample with repeats is slower on average, so its intervals lean low.
@@ -74,8 +75,9 @@ def resample_workload_times(
     if level not in LEVELS:
         raise ScoringError(f"unknown bootstrap level {level!r}: use studies or trials")
     tt = table.trial_times  # (S, W, K, J)
+    keys = table.choice_keys()  # None: each study's fastest trial
     S, W, K, J = tt.shape
-    st = study_times(tt)  # (S, W, K)
+    st = study_times(tt, keys)  # (S, W, K)
     n_studies = np.sum(~np.isnan(st), axis=-1)  # (S, W)
     pick = _draw(rng, n_studies, (n, S, W, K))  # (B, S, W, K)
     pad = np.arange(K) >= n_studies[..., None]  # (S, W, K) positions beyond the real studies
@@ -88,7 +90,8 @@ def resample_workload_times(
         s_idx = np.arange(S)[None, :, None, None, None]
         w_idx = np.arange(W)[None, None, :, None, None]
         values = tt[s_idx, w_idx, pick[..., None], trial_pick]  # (B, S, W, K, J)
-        drawn = study_times(values)
+        drawn_keys = None if keys is None else keys[s_idx, w_idx, pick[..., None], trial_pick]
+        drawn = study_times(values, drawn_keys)
     drawn = np.where(pad, np.nan, drawn)
     return median_padded(drawn)
 
@@ -132,8 +135,8 @@ def _scores(raw: np.ndarray, table: TimeTable, options: ScoringOptions) -> np.nd
     times = apply_rules(raw, table.n_base, table.pairs, options.heldout_rule == "v0.5")
     ratios = performance_ratios(times)  # type: ignore[arg-type]
     if options.area == "exact":
-        return exact_score(ratios)
-    return trapezoid_score(ratios, options.tau_points)
+        return exact_score(ratios, options.tau_max)
+    return trapezoid_score(ratios, options.tau_points, options.tau_max)
 
 
 def order_flips(point: np.ndarray, samples: np.ndarray) -> np.ndarray:

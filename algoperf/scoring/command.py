@@ -18,8 +18,9 @@ from rich.console import Console
 
 from algoperf.scoring.bootstrap import LEVELS, bootstrap
 from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.from_mlflow import log_scores_back, read_experiment
 from algoperf.scoring.logs import TrialLog, infer_ruleset, read_logs
-from algoperf.scoring.profile import AREAS, HELDOUT_RULES, ScoringOptions, build_table, score_table
+from algoperf.scoring.profile import AREAS, HELDOUT_RULES, TRIAL_CHOICES, build_table, score_table
 from algoperf.scoring.report import RulesetReport, render, reports_to_json, write_outputs
 from algoperf.scoring.targets import (
     RULESETS,
@@ -27,6 +28,12 @@ from algoperf.scoring.targets import (
     load_targets,
     normalise_version,
     registry_targets,
+)
+from algoperf.scoring.versions import (
+    BenchmarkVersion,
+    choose_version,
+    default_targets,
+    get_version,
 )
 
 _PREFIXES = {
@@ -119,25 +126,54 @@ def score(
             show_default=False,
         ),
     ] = None,
+    benchmark_version: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark-version",
+            help="AlgoPerf rules to score by: 0.5 or 0.6 (targets, held-out rule, studies and "
+            "trials, trial choice, area, budgets). Default: the --targets file's "
+            "benchmark_version, else what the logs say (v0.5's held-out variants, folder "
+            "names such as v05_self_tuning), else 0.6; the choice and its reason are printed.",
+            show_default=False,
+        ),
+    ] = None,
     heldout_rule: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--heldout-rule",
             help="v0.6 (no held-out workloads) or v0.5 (a base workload also needs its "
-            "held-out variant within budget and 4x of the best).",
+            "held-out variant within budget and 4x of the best). Default: the version's.",
+            show_default=False,
         ),
-    ] = "v0.6",
+    ] = None,
+    trial_choice: Annotated[
+        str | None,
+        typer.Option(
+            "--trial-choice",
+            help="Which trial of a study counts: time (least time to target, v0.6) or "
+            "eval-index (reaches the target at the earliest eval, v0.5). Default: the "
+            "version's.",
+            show_default=False,
+        ),
+    ] = None,
     area: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--area",
-            help="exact (area under the step profile) or trapezoid (AlgoPerf's leaderboard: "
-            "trapezoid rule on --tau-points points).",
+            help="trapezoid (AlgoPerf's published method: trapezoid rule on --tau-points "
+            "points) or exact (area under the step profile). Default: the version's "
+            "(trapezoid).",
+            show_default=False,
         ),
-    ] = "exact",
+    ] = None,
     tau_points: Annotated[
-        int, typer.Option("--tau-points", help="Points of the trapezoid tau grid on [1, 4].")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--tau-points",
+            help="Points of the trapezoid tau grid on [1, 4]. Default: the version's (100).",
+            show_default=False,
+        ),
+    ] = None,
     missing_as_miss: Annotated[
         bool,
         typer.Option(
@@ -154,15 +190,16 @@ def score(
             show_default=False,
         ),
     ] = None,
-    benchmark_version: Annotated[
-        str | None,
+    strict: Annotated[
+        bool,
         typer.Option(
-            "--benchmark-version",
-            help="Budget table: 0.5 (v0.5 budgets, self-tuning 3x) or 0.6 (self-tuning 1.5x). "
-            "Default: the targets' benchmark_version, else 0.6.",
-            show_default=False,
+            "--strict",
+            help="Stop with an error at anything the rules do not expect: stray entries in a "
+            "log tree, trial folders with no, an empty or a malformed eval_measurements.csv, "
+            "missing metric columns, other numbers of studies or trials than the version's. "
+            "Default: skip or score them, with one warning per kind.",
         ),
-    ] = None,
+    ] = False,
     budget_check: Annotated[
         bool,
         typer.Option(
@@ -222,16 +259,19 @@ def score(
             tracking_uri=tracking_uri,
             targets_path=targets,
             default_ruleset=ruleset,
+            version_flag=benchmark_version,
             options_kw={
-                "heldout_rule": _choice("--heldout-rule", heldout_rule, HELDOUT_RULES),
-                "area": _choice("--area", area, AREAS),
+                "heldout_rule": heldout_rule and _choice("--heldout-rule", heldout_rule, HELDOUT_RULES),
+                "trial_choice": trial_choice
+                and _choice("--trial-choice", trial_choice, TRIAL_CHOICES),
+                "area": area and _choice("--area", area, AREAS),
                 "tau_points": tau_points,
                 "missing_as_miss": missing_as_miss,
                 "workloads": tuple(w.strip() for w in workloads.split(",") if w.strip())
                 if workloads
                 else None,
-                "benchmark_version": benchmark_version,
                 "budget_check": budget_check,
+                "strict": strict,
             },
             baseline=baseline,
             n_bootstrap=n_bootstrap,
@@ -250,6 +290,8 @@ def score(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
 
+    # Which rules were used, and why: on stderr beside --json, else above the tables.
+    typer.echo(scored.version_note, err=as_json)
     if as_json:
         sys.stdout.write(reports_to_json(reports) + "\n")
         sys.stdout.flush()
@@ -265,7 +307,7 @@ def score(
             console.print(f"wrote {', '.join(p.name for p in paths)} to {output}")
     if log_back and scored.campaigns:
         # After printing: a store failing now loses no result, it only misses the copy.
-        _log_back(scored, digits, say=lambda m: typer.echo(m, err=as_json))
+        log_scores_back(scored, digits, say=lambda m: typer.echo(m, err=as_json))
 
 
 @dataclass
@@ -277,97 +319,31 @@ class _Scored:
     campaigns: dict[str, set[str]] = field(default_factory=dict)  # experiment -> rulesets
     sources: dict[str, list[str]] = field(default_factory=dict)  # ruleset -> what was scored
     targets_source: str | None = None
+    version_note: str = ""
 
 
-def _tracking_failure(uri: str, exc: Exception, doing: str) -> str:
-    from algoperf.tracking.uri import display_uri
-
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return (
-        f"{doing} {display_uri(uri)} failed ({type(exc).__name__}: {first}); check that the "
-        "store is up, or pass --tracking-uri"
-    )
-
-
-def _read_experiment(uri: str, name: str, ruleset: str | None, warn: _Warnings) -> list[TrialLog]:
-    """The trial records of MLflow experiment ``name``, as :class:`ScoringError` on failure."""
-    from algoperf.tracking import TrackingError, read_campaign
-    from algoperf.tracking.uri import display_uri
-
-    try:
-        records = read_campaign(uri, name, warn=warn)
-    except TrackingError as exc:
-        raise ScoringError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - the store failed: one line, not a traceback
-        doing = f"reading experiment {name!r} from"
-        raise ScoringError(_tracking_failure(uri, exc, doing)) from None
-    if not records:
-        raise ScoringError(
-            f"MLflow experiment {name!r} in {display_uri(uri)} holds no trial runs "
-            "(algoperf.kind=trial): record a campaign with `algoperf run` or import its logs "
-            "with `algoperf mlflow import DIR`"
-        )
-    if ruleset is not None:
-        held = sorted({r.ruleset for r in records})
-        records = [r for r in records if r.ruleset == ruleset]
-        if not records:
-            raise ScoringError(
-                f"MLflow experiment {name!r} holds no {ruleset} tuning trials (it holds "
-                f"{', '.join(held)}): drop --ruleset or pick another"
-            )
-    return records
+def _check_numbers(version_flag: str | None, n_bootstrap: int, seed: int, confidence: float) -> None:
+    """Option values checked before any reading, so a typo costs no time."""
+    if version_flag is not None:
+        get_version(version_flag)
+    if n_bootstrap < 0:
+        raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
+    if seed < 0:
+        raise ScoringError(f"--seed must be a non-negative integer, not {seed}")
+    if not 0 < confidence < 1:
+        raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
 
 
-def _log_back(scored: _Scored, digits: int, say) -> None:
-    """Each campaign's rulesets' scores onto it as a score run; exit 1 if the store fails."""
-    from shlex import quote
-
-    from algoperf.tracking import TrackingError, log_scores
-    from algoperf.tracking.server import runs_page_url
-    from algoperf.tracking.uri import display_uri, is_http
-
-    uri = scored.tracking_uri
-    assert uri is not None
-    for name, rulesets in scored.campaigns.items():
-        for rep in scored.reports:
-            if rep.ruleset not in rulesets:
-                continue
-            try:
-                logged = log_scores(
-                    uri,
-                    name,
-                    rep,
-                    sources=scored.sources.get(rep.ruleset, ()),
-                    targets_source=scored.targets_source,
-                    digits=digits,
-                )
-            except Exception as exc:  # noqa: BLE001 - one line, not a traceback
-                text = (
-                    str(exc)
-                    if isinstance(exc, TrackingError)
-                    else _tracking_failure(
-                        uri, exc, f"logging the scores onto experiment {name!r} in"
-                    )
-                )
-                typer.echo(
-                    f"error: scores computed (above) but not logged back to MLflow: {text}; "
-                    "run the command again to log them, or pass --no-log-back",
-                    err=True,
-                )
-                raise typer.Exit(code=1) from None
-            if is_http(uri):
-                where = runs_page_url(uri, logged.experiment_id)
-            else:
-                here = uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-                where = f"{display_uri(uri)} (view with `algoperf ui --experiment {quote(name)}" + (
-                    "`)" if here else f" --tracking-uri {display_uri(uri)}`)"
-                )
-            say(
-                f"MLflow: {rep.ruleset} tuning scores logged onto experiment {name!r} as run "
-                f"{logged.run_id}"
-                + (f" (replacing {logged.replaced} older)" if logged.replaced else "")
-                + f": {where}"
-            )
+def _rules(
+    version_flag: str | None, targets_path: Path | None, tree_paths: list[Path], logged: set[str]
+) -> tuple[BenchmarkVersion, str, Targets]:
+    """The benchmark version, why it was chosen, and the targets to score against."""
+    given = load_targets(targets_path) if targets_path is not None else None
+    version, why = choose_version(version_flag, given, tree_paths, logged)
+    targets = given or default_targets(version, logged) or registry_targets()
+    if targets is None:
+        targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
+    return version, why, targets
 
 
 def _run(
@@ -377,6 +353,7 @@ def _run(
     tracking_uri: str | None,
     targets_path: Path | None,
     default_ruleset: str | None,
+    version_flag: str | None,
     options_kw: dict,
     baseline: str | None,
     n_bootstrap: int,
@@ -392,20 +369,11 @@ def _run(
         )
     if default_ruleset is not None:
         default_ruleset = _choice("--ruleset", default_ruleset, RULESETS)
-    if options_kw["benchmark_version"] is not None:
-        if normalise_version(options_kw["benchmark_version"]) is None:
-            raise ScoringError(
-                f"--benchmark-version must be 0.5 or 0.6, not {options_kw['benchmark_version']!r}"
-            )
-    if n_bootstrap < 0:
-        raise ScoringError("--bootstrap must be 0 (none) or a positive number of replicates")
-    if seed < 0:
-        raise ScoringError(f"--seed must be a non-negative integer, not {seed}")
-    if not 0 < confidence < 1:
-        raise ScoringError(f"--confidence must be between 0 and 1, not {confidence}")
+    _check_numbers(version_flag, n_bootstrap, seed, confidence)
 
     scored = _Scored(reports=[])
     by_ruleset: dict[str, list[TrialLog]] = {}
+    tree_paths: list[Path] = []
     origin: dict[tuple[str, str], str] = {}
 
     def add(rs: str, records: list[TrialLog], label: str) -> None:
@@ -426,7 +394,8 @@ def _run(
             rs = "external"
         elif prefix is None and default_ruleset is None:
             warn(f"scoring {path} as {rs} tuning (from its folder name; --ruleset overrides)")
-        add(rs, read_logs(path, rs, warn=warn), str(path))
+        add(rs, read_logs(path, rs, warn=warn, strict=options_kw["strict"]), str(path))
+        tree_paths.append(path)
 
     if experiments:
         from algoperf.tracking import TrackingError, check_store, resolve_tracking_uri
@@ -438,7 +407,7 @@ def _run(
             raise ScoringError(str(exc)) from None
         scored.tracking_uri = uri
         for name in dict.fromkeys(experiments):
-            records = _read_experiment(uri, name, default_ruleset, warn)
+            records = read_experiment(uri, name, default_ruleset, warn)
             rulesets = dict.fromkeys(r.ruleset for r in records)
             unknown = [rs for rs in rulesets if rs not in RULESETS]
             if unknown:
@@ -451,20 +420,23 @@ def _run(
                 add(rs, [r for r in records if r.ruleset == rs], f"MLflow experiment {name!r}")
             scored.campaigns[name] = set(rulesets)
 
-    targets: Targets | None
-    if targets_path is not None:
-        targets = load_targets(targets_path)
-    else:
-        targets = registry_targets()
-        if targets is None:
-            targets = Targets(workloads={}, source="nowhere (the workload registry is unavailable)")
-
+    logged = {r.workload for records in by_ruleset.values() for r in records}
+    version, why, targets = _rules(version_flag, targets_path, tree_paths, logged)
+    # The study and trial counts are the version's when its published targets are used;
+    # our own workloads (registry targets) run as many as the campaign says.
+    published = normalise_version(targets.benchmark_version) == version.name
+    counts = {"studies": version.studies, "trials": version.trials} if published else {}
+    scored.version_note = (
+        f"benchmark v{version.name} rules, from {why}"
+        + ("" if why == "--benchmark-version" else " (--benchmark-version overrides)")
+        + f": {version.describe()}; targets: {targets.source}"
+    )
     scored.targets_source = targets.source
     reports = scored.reports
     for rs in RULESETS:
         if rs not in by_ruleset:
             continue
-        options = ScoringOptions(ruleset=rs, **options_kw)
+        options = version.options(rs, **counts, **options_kw)
         start = len(warn)
         table = build_table(by_ruleset[rs], targets, options, warn)
         result = score_table(table, options, baseline)
@@ -476,10 +448,8 @@ def _run(
                 result=result,
                 boot=boot,
                 warnings=warn[start:],
-                benchmark_version=normalise_version(
-                    options.benchmark_version or targets.benchmark_version
-                )
-                or targets.benchmark_version,
+                benchmark_version=version.name,
+                version_reason=why,
             )
         )
     return scored

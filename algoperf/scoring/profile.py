@@ -6,7 +6,9 @@ Notation: submissions s, base workloads w (N of them), studies k, trials j.
   ``validation/<metric>`` reaches the target (>= for higher-is-better metrics, <= for
   lower; NaN never reaches); inf if none does or if that time is over the workload's
   runtime budget.
-* Per study: the fastest trial, t_k = min_j t_j (by time).
+* Per study, one trial (``trial_choice``): "time", the fastest, t_k = min_j t_j (v0.6);
+  "eval-index", the one reaching the target at the smallest eval index, the first on a
+  tie (v0.5's scorer, ``get_best_trial_index``); t_k is that trial's time.
 * Per workload: t_{s,w} = median_k t_k (a study that misses counts as inf; with an even
   number of studies the two middle values are averaged, so one inf makes it inf).
 * 4x rule: t_{s,w} = inf where t_{s,w} > 4 min_s' t_{s',w}.
@@ -23,19 +25,20 @@ Notation: submissions s, base workloads w (N of them), studies k, trials j.
   with the per-workload medians taken before the 4x and held-out rules and every miss
   replaced by the workload's runtime budget + 1 s (>1 means faster than the baseline).
 
-Conventions that reproduce the published leaderboard (all checked in tests):
+Each benchmark version's rules (:mod:`algoperf.scoring.versions`) reproduce its
+published leaderboard (checked in tests on the real logs):
 
 * area: AlgoPerf's 100-point trapezoid. The exact area differs in the 4th decimal
   (v0.5 self-tuning schedule_free_adamw 0.8539 exact vs 0.8542 published).
-* per study the fastest trial *by time*. The current reference code picks the trial
-  that reaches the target at the smallest eval *index* (the first listed on a tie, e.g.
-  fastmri baseline study_0: 2,018 s kept, 2,007 s fastest); that gives 0.4716 for the
-  v0.6 external-tuning baseline instead of the published 0.4590 (shampoo: 0.6244 either way).
+* trial per study: v0.6 by time. By eval index (the reference code's rule, and v0.5's)
+  the v0.6 baseline scores 0.4716 instead of the published 0.4590 (e.g. fastmri baseline
+  study_0: 2,018 s kept by index, 2,007 s fastest); shampoo is 0.6244 either way. The v0.5
+  self-tuning studies have one trial each, so both rules give its published scores.
 * budgets: v0.5 self-tuning = 3 x the v0.5 external budgets. The reference scorer
   itself applies no budget (the runner stops a trial at its budget): with these
   budgets the check changes no published score, while 1.5x would (nadamw_sequential
   0.2620 instead of 0.3308).
-* v0.5 self-tuning needs ``heldout_rule="v0.5"`` and the v0.5 targets; the v0.6 scores
+* v0.5 needs ``heldout_rule="v0.5"`` and the v0.5 targets; the v0.6 scores
   are over the 8 base workloads the logs contain (the v0.6 targets also list
   finewebedu_lm, which the logs predate).
 * a submission with no logs for a scored workload misses it (sinv6 has no criteo1tb).
@@ -44,74 +47,25 @@ Conventions that reproduce the published leaderboard (all checked in tests):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from algoperf.scoring.errors import ScoringError
 from algoperf.scoring.logs import TrialLog
-from algoperf.scoring.targets import RULESETS, Targets, runtime_budget
-
-#: Largest performance ratio that scores; also the "within 4x of the best" rule.
-TAU_MAX = 4.0
-#: Points of AlgoPerf's discretised tau grid.
-ALGOPERF_TAU_POINTS = 100
-AREAS = ("exact", "trapezoid")
-HELDOUT_RULES = ("v0.6", "v0.5")
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """How to score one ruleset's logs."""
-
-    ruleset: str = "external"  # "external" or "self": budgets; never mixed in one profile
-    heldout_rule: str = "v0.6"  # "v0.5": a base workload also needs its held-out variant
-    area: str = "exact"  # "exact" step-function area or AlgoPerf's "trapezoid"
-    tau_points: int = ALGOPERF_TAU_POINTS  # grid of the trapezoid area
-    missing_as_miss: bool = False  # base workloads without logs count as misses
-    workloads: tuple[str, ...] | None = None  # score these instead of the base workloads
-    benchmark_version: str | None = None  # budget table; default: the targets' version
-    budget_check: bool = True  # a time to target over the budget is a miss
-
-    def __post_init__(self) -> None:
-        if self.ruleset not in RULESETS:
-            raise ScoringError(f"unknown ruleset {self.ruleset!r}: use external or self")
-        if self.heldout_rule not in HELDOUT_RULES:
-            raise ScoringError(f"unknown held-out rule {self.heldout_rule!r}: use v0.6 or v0.5")
-        if self.area not in AREAS:
-            raise ScoringError(f"unknown area {self.area!r}: use exact or trapezoid")
-        if self.tau_points < 2:
-            raise ScoringError("the tau grid needs at least 2 points")
-
-
-@dataclass
-class TimeTable:
-    """Times to target of every trial, padded into one array for vectorised scoring.
-
-    ``trial_times[s, w, k, j]`` is trial j of the k-th study of submission s on
-    workload w: its time to target, inf for a miss, NaN where there is no such
-    study/trial. Studies and trials are packed at the front. Columns are the scored
-    base workloads (the first ``n_base``) followed by the held-out variants the v0.5
-    rule needs; ``pairs`` lists (variant column, base column).
-    """
-
-    submissions: list[str]
-    workloads: list[str]
-    n_base: int
-    pairs: list[tuple[int, int]]
-    trial_times: np.ndarray
-    budgets: np.ndarray  # (W,) seconds, NaN where unknown
-    study_ids: list[list[list[int]]]  # [s][w] -> study numbers in column order
-    ruleset: str
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def base_workloads(self) -> list[str]:
-        return self.workloads[: self.n_base]
-
-    def present(self) -> np.ndarray:
-        """(S, W) bool: the submission has logs for the workload."""
-        return ~np.all(np.isnan(self.trial_times), axis=(-1, -2))
+from algoperf.scoring.table import (  # noqa: F401 - re-exported: the scoring API lives here
+    ALGOPERF_TAU_POINTS,
+    AREAS,
+    HELDOUT_RULES,
+    TAU_MAX,
+    TRIAL_CHOICES,
+    ScoringOptions,
+    TimeTable,
+    build_table,
+    first_hit,
+    time_to_target,
+)
+from algoperf.scoring.targets import Targets
 
 
 @dataclass
@@ -148,203 +102,24 @@ class ScoreResult:
         )
 
 
-# --- one trial ---------------------------------------------------------------------------
-
-
-def time_to_target(
-    times: np.ndarray,
-    values: np.ndarray,
-    target: float,
-    higher_is_better: bool,
-    budget: float | None = None,
-) -> float:
-    """Time of the first eval whose value reaches ``target``; inf if none or over budget."""
-    values = np.asarray(values, dtype=float)
-    with np.errstate(invalid="ignore"):
-        reached = values >= target if higher_is_better else values <= target
-    hits = np.flatnonzero(reached)
-    if hits.size == 0:
-        return float("inf")
-    t = float(times[hits[0]])
-    if budget is not None and not t <= budget:
-        return float("inf")
-    return t
-
-
-# --- building the table ------------------------------------------------------------------
-
-
-def _choose_workloads(
-    logged: set[str], targets: Targets, options: ScoringOptions, warn: Callable[[str], None]
-) -> tuple[list[str], list[str]]:
-    """(scored base workloads, held-out variants needed by the rule)."""
-    unknown = sorted(w for w in logged if w not in targets.workloads)
-    if options.workloads:
-        base = list(dict.fromkeys(options.workloads))
-        for w in base:
-            targets.get(w)
-    elif unknown:
-        others = f" (nor for {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
-        raise ScoringError(
-            f"no target known for workload {unknown[0]!r}{others}, targets from "
-            f"{targets.source}: give one with --targets FILE, a JSON in the format of "
-            "AlgoPerf's workload_targets.json, or leave it out with --workloads"
-        )
-    elif targets.base_workloads:
-        present = [b for b in targets.base_workloads if b in logged]
-        absent = [b for b in targets.base_workloads if b not in logged]
-        if not present and not options.missing_as_miss:
-            raise ScoringError(
-                f"none of the logged workloads ({', '.join(sorted(logged))}) is a base workload "
-                f"of the targets from {targets.source} ({', '.join(targets.base_workloads)}): "
-                "name the workloads to score with --workloads or give other --targets"
-            )
-        if absent and options.missing_as_miss:
-            warn(f"base workloads without logs counted as misses: {', '.join(absent)}")
-            base = list(targets.base_workloads)
-        else:
-            base = present
-            if absent:
-                warn(
-                    f"base workloads left out (no logs): {', '.join(absent)}; "
-                    "--missing-as-miss counts them as misses"
-                )
-    else:
-        base = sorted(logged)
-
-    variants: list[str] = []
-    if options.heldout_rule == "v0.5":
-        listed = [v for v in targets.held_out_workloads if targets.base_of(v) in base]
-        if not targets.held_out_workloads:
-            listed = sorted(w for w in logged if w not in base and targets.base_of(w) in base)
-            if listed:
-                warn(
-                    f"the targets list no held-out workloads; the v0.5 rule uses the logged "
-                    f"variants {', '.join(listed)}"
-                )
-        if not listed:
-            raise ScoringError(
-                "--heldout-rule v0.5 needs held-out variants of the scored base workloads: "
-                f"none in the targets from {targets.source} nor in the logs "
-                "(use targets such as AlgoPerf's workload_targets_v05.json)"
-            )
-        for v in listed:
-            targets.get(v)
-            if v in logged or options.missing_as_miss:
-                variants.append(v)
-            else:
-                warn(
-                    f"held-out variant {v} has no logs: {targets.base_of(v)} is scored without "
-                    "the held-out check (--missing-as-miss counts it as a miss)"
-                )
-    ignored = sorted(logged - set(base) - set(variants))
-    if ignored:
-        held = [w for w in ignored if w in targets.held_out_workloads]
-        other = [w for w in ignored if w not in held]
-        if held and options.heldout_rule == "v0.6":
-            warn(
-                f"held-out variants not scored under the v0.6 rules: {', '.join(held)} "
-                "(--heldout-rule v0.5 uses them)"
-            )
-        if other:
-            warn(f"logged workloads not scored (not base workloads): {', '.join(other)}")
-    return base, variants
-
-
-def build_table(
-    records: Sequence[TrialLog],
-    targets: Targets,
-    options: ScoringOptions,
-    warn: Callable[[str], None] | None = None,
-) -> TimeTable:
-    """Times to target of every trial of one ruleset's records, in a :class:`TimeTable`."""
-    notes: list[str] = []
-
-    def note(msg: str) -> None:
-        notes.append(msg)
-        if warn is not None:
-            warn(msg)
-
-    if not records:
-        raise ScoringError("no trials to score")
-    rulesets = {r.ruleset for r in records}
-    if rulesets != {options.ruleset}:
-        raise ScoringError(
-            f"trials of rulesets {', '.join(sorted(rulesets))} given for a "
-            f"{options.ruleset}-tuning profile: score each ruleset separately"
-        )
-    logged = {r.workload for r in records}
-    base, variants = _choose_workloads(logged, targets, options, note)
-    workloads = base + variants
-    col = {w: i for i, w in enumerate(workloads)}
-    submissions = sorted({r.submission for r in records})
-    row = {s: i for i, s in enumerate(submissions)}
-    version = options.benchmark_version or targets.benchmark_version
-    budgets = []
-    for w in workloads:
-        b = runtime_budget(w, targets, options.ruleset, version)
-        budgets.append(np.nan if b is None else b)
-    if options.budget_check:
-        unknown = [w for w, b in zip(workloads, budgets, strict=True) if np.isnan(b)]
-        if unknown:
-            note(f"no runtime budget known for {', '.join(unknown)}: no budget check there")
-
-    # (s, w) -> study -> list of trial times
-    grouped: dict[tuple[int, int], dict[int, dict[int, float]]] = {}
-    for r in records:
-        w = col.get(r.workload)
-        if w is None:
-            continue
-        spec = targets.get(r.workload)
-        values = r.metrics.get(spec.column)
-        if values is None:
-            if r.times.size == 0:
-                values = np.empty(0)
-            else:
-                raise ScoringError(
-                    f"{r.source or r.submission}: no {spec.column} column, which the target "
-                    f"of {r.workload} needs (targets from {targets.source})"
-                )
-        budget = budgets[w] if options.budget_check and not np.isnan(budgets[w]) else None
-        t = time_to_target(r.times, values, spec.target, spec.higher_is_better, budget)
-        grouped.setdefault((row[r.submission], w), {}).setdefault(r.study, {})[r.trial] = t
-
-    n_k = max((len(v) for v in grouped.values()), default=1)
-    n_j = max((len(t) for v in grouped.values() for t in v.values()), default=1)
-    trial_times = np.full((len(submissions), len(workloads), n_k, n_j), np.nan)
-    study_ids: list[list[list[int]]] = [[[] for _ in workloads] for _ in submissions]
-    for (s, w), studies in grouped.items():
-        for k, study in enumerate(sorted(studies)):
-            trials = studies[study]
-            trial_times[s, w, k, : len(trials)] = [trials[j] for j in sorted(trials)]
-            study_ids[s][w].append(study)
-    table = TimeTable(
-        submissions=submissions,
-        workloads=workloads,
-        n_base=len(base),
-        pairs=[(col[v], col[targets.base_of(v)]) for v in variants],  # type: ignore[index]
-        trial_times=trial_times,
-        budgets=np.array(budgets, dtype=float),
-        study_ids=study_ids,
-        ruleset=options.ruleset,
-        notes=notes,
-    )
-    present = table.present()
-    for s, name in enumerate(submissions):
-        gaps = [w for i, w in enumerate(workloads) if not present[s, i] and present[:, i].any()]
-        if gaps:
-            note(f"{name}: no logs for {', '.join(gaps)} (counted as a miss)")
-    return table
-
-
 # --- the vectorised reductions (leading batch axes allowed) ------------------------------
 
 
-def study_times(trial_times: np.ndarray) -> np.ndarray:
-    """(..., K, J) -> (..., K): fastest trial per study; NaN for a study that is absent."""
+def study_times(trial_times: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, J) -> (..., K): the time of each study's chosen trial; NaN for an absent study.
+
+    Without ``keys`` the chosen trial is the fastest. With ``keys`` (same shape: eval
+    indices, inf for a miss) it is the trial of the smallest key, the first one on a tie,
+    as ``idxmin`` in AlgoPerf's ``get_best_trial_index``.
+    """
     absent = np.all(np.isnan(trial_times), axis=-1)
-    fastest = np.min(np.where(np.isnan(trial_times), np.inf, trial_times), axis=-1)
-    return np.where(absent, np.nan, fastest)
+    if keys is None:
+        chosen = np.min(np.where(np.isnan(trial_times), np.inf, trial_times), axis=-1)
+    else:
+        pick = np.argmin(np.where(np.isnan(keys), np.inf, keys), axis=-1)[..., None]
+        # every trial missed: argmin picks the first, whose time is inf too
+        chosen = np.take_along_axis(trial_times, pick, axis=-1)[..., 0]
+    return np.where(absent, np.nan, chosen)
 
 
 def median_padded(x: np.ndarray) -> np.ndarray:
@@ -363,9 +138,9 @@ def median_padded(x: np.ndarray) -> np.ndarray:
     return np.where(n == 0, np.nan, med)
 
 
-def workload_times(trial_times: np.ndarray) -> np.ndarray:
-    """(..., K, J) -> (...): median over studies of the fastest trial of each study."""
-    return median_padded(study_times(trial_times))
+def workload_times(trial_times: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """(..., K, J) -> (...): median over studies of each study's chosen trial's time."""
+    return median_padded(study_times(trial_times, keys))
 
 
 def apply_rules(
@@ -459,7 +234,7 @@ def score_table(
     table: TimeTable, options: ScoringOptions, baseline: str | None = None
 ) -> ScoreResult:
     """Point scores of every submission of the table."""
-    raw = workload_times(table.trial_times)
+    raw = workload_times(table.trial_times, table.choice_keys())
     times, status = apply_rules(
         raw, table.n_base, table.pairs, options.heldout_rule == "v0.5", return_status=True
     )
@@ -471,8 +246,8 @@ def score_table(
         times=times,
         status=status,
         ratios=ratios,
-        score_exact=exact_score(ratios),
-        score_trapezoid=trapezoid_score(ratios, options.tau_points),
+        score_exact=exact_score(ratios, options.tau_max),
+        score_trapezoid=trapezoid_score(ratios, options.tau_points, options.tau_max),
     )
     if baseline is not None:
         b = baseline_index(table, baseline)
@@ -493,7 +268,7 @@ def baseline_index(table: TimeTable, baseline: str) -> int:
 
 def check_speedup_budgets(table: TimeTable) -> None:
     """Speedups replace misses by budget + 1 s, so every base workload needs a budget."""
-    raw = workload_times(table.trial_times)[:, : table.n_base]
+    raw = workload_times(table.trial_times, table.choice_keys())[:, : table.n_base]
     for i, w in enumerate(table.base_workloads):
         if np.isnan(table.budgets[i]) and not np.all(np.isfinite(raw[:, i])):
             raise ScoringError(

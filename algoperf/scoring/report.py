@@ -45,6 +45,7 @@ class RulesetReport:
     boot: BootstrapResult | None = None
     warnings: list[str] = field(default_factory=list)
     benchmark_version: str | None = None
+    version_reason: str | None = None  # why that version (inferred from what)
 
     @property
     def ruleset(self) -> str:
@@ -125,9 +126,12 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
     return {
         "ruleset": report.ruleset,
         "benchmark_version": report.benchmark_version,
+        "benchmark_version_reason": report.version_reason,
         "heldout_rule": opts.heldout_rule,
+        "trial_choice": opts.trial_choice,
         "area": opts.area,
         "tau_points": opts.tau_points if opts.area == "trapezoid" else None,
+        "tau_max": opts.tau_max,
         "base_workloads": list(workloads),
         "heldout_workloads": [res.table.workloads[v] for v, _ in res.table.pairs],
         "budgets_sec": {w: _num(res.table.budgets[j]) for j, w in enumerate(res.table.workloads)},
@@ -162,6 +166,7 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
         f"AlgoPerf scores, {RULESET_TITLES[report.ruleset]}"
         f" ({opts.area} area"
         + (", v0.5 held-out rule" if opts.heldout_rule == "v0.5" else "")
+        + (", trial per study by eval index" if opts.trial_choice == "eval-index" else "")
         + (f", benchmark v{report.benchmark_version}" if report.benchmark_version else "")
         + ")"
     )
@@ -195,8 +200,9 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
             else:
                 cells.append(_STATUS_TEXT[status])
         table.add_row(*cells)
+    chosen = "earliest (by eval index)" if opts.trial_choice == "eval-index" else "fastest"
     caption = (
-        "times: median over studies of the fastest trial's time to target; "
+        f"times: median over studies of the {chosen} trial's time to target; "
         "miss: target not reached within budget; >4x: over 4x the fastest; "
         "held-out: its held-out variant missed"
     )
@@ -288,7 +294,7 @@ def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
                         shi,
                     ]
                 )
-            st = study_times(res.table.trial_times)
+            st = study_times(res.table.trial_times, res.table.choice_keys())
             for i, name in enumerate(res.submissions):
                 for j, w in enumerate(res.workloads):
                     times.writerow(

@@ -1,0 +1,1 @@
+"""Package data: the targets file of each AlgoPerf benchmark version (see ``versions.py``)."""
