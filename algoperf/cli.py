@@ -80,6 +80,8 @@ class ConsoleObserver:
     def on_start(self, config, meta) -> None:
         batch = f"batch size {meta['batch_size']} ({meta['batch_size_source']})" if meta.get("batch_size") else "no batch size"
         console.print(f"[bold]{self.label}[/] on {meta['hardware_label']}, {batch}, budget {self.budget:.0f} s", highlight=False)
+        if meta.get("submission_style") == "pmap":
+            console.print(f"  pmap-style submission, driven by v0.5's conventions ({meta.get('submission_style_reason')})", highlight=False)
 
     def on_eval(self, global_step: int, row: dict[str, float]) -> None:
         value = row.get(self.target_key, float("nan"))
@@ -126,6 +128,7 @@ def run(
     hparams: Annotated[str | None, typer.Option(help="Hyperparameters for every trial: a JSON file or inline JSON object.")] = None,
     tuning_search_space: Annotated[Path | None, typer.Option("--tuning-search-space", help="The search space (AlgoPerf's --tuning_search_space): a JSON file anywhere; default tuning_search_space.json beside the submission.")] = None,
     batch_size: Annotated[list[str], typer.Option("--batch-size", help="WORKLOAD=N: global batch size for that workload, over the submission's get_batch_size (repeatable).")] = [],  # noqa: B006
+    submission_style: Annotated[str, typer.Option("--submission-style", help="auto: read from the submission's source whether it is pmap-style (v0.5: replicated params, per-device batches) or jit-style (v0.6); jit or pmap: force it.")] = "auto",
     experiment_dir: Annotated[Path, typer.Option(help="Where experiments are written.")] = Path("experiments"),
     experiment_name: Annotated[str | None, typer.Option(help="Folder name of this campaign (default <submission>_<ruleset>).")] = None,
     seed: Annotated[int, typer.Option(help="Campaign seed: the same seed gives the same trials.")] = 0,
@@ -168,7 +171,7 @@ def run(
         unknown = [n for n in batch_sizes if n not in names]
         if unknown:
             raise fail(f"--batch-size names {', '.join(unknown)}, which this run does not include ({', '.join(names)})")
-        loaded = load_submission(submission, search_space_path=tuning_search_space)
+        loaded = load_submission(submission, search_space_path=tuning_search_space, style=submission_style)
         configs = plan_trials(
             loaded, names, ruleset=ruleset, studies=studies, trials=trials, seed=seed,
             experiment_dir=experiment_dir, experiment_name=experiment_name,

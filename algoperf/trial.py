@@ -74,6 +74,8 @@ class TrialConfig:
     eval_every_steps: int | None = None
     # --batch-size overrides, by workload name (algoperf.batch_size).
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    # --submission-style: auto | jit | pmap (algoperf.compat.style).
+    submission_style: str = "auto"
 
     @property
     def path(self) -> Path:
@@ -184,6 +186,8 @@ def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
         "submission": submission.name,
         "submission_path": str(submission.path),
         "submission_hash": submission.source_hash,
+        "submission_style": submission.style,
+        "submission_style_reason": submission.style_reason,
         "ruleset": config.ruleset,
         "seed": config.seed,
         "study": config.study_index,
@@ -217,7 +221,7 @@ def run_trial(
     """
     # Submissions that build on earlier runs (e.g. `refined`) look for them here.
     os.environ["ALGOPERF_EXPERIMENT_DIR"] = str(Path(config.experiment_dir).resolve())
-    submission = submission or load_submission(config.submission)
+    submission = submission or load_submission(config.submission, style=config.submission_style)
     log = TrialLog(config.path)
     try:  # what one workload cannot do fails this trial, not the campaign
         workload = registry.get_workload(config.workload, **config.workload_kwargs)
