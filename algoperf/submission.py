@@ -200,4 +200,4 @@ def load_submission(
         search_space=search_space,
         source_hash=digest.hexdigest()[:12],
     )
-    return drive_as(submission, chosen.style, chosen.reason)
+    return drive_as(submission, chosen.style, chosen.reason, chosen.axis_name)

@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from algoperf import jax_sharding_utils
 
@@ -59,20 +60,21 @@ class PmapAdapter:
     """The functions of one pmap-style submission as the v0.6 runner calls them."""
 
     def __init__(self, init_optimizer_state: Callable[..., Any], update_params: Callable[..., Any],
-                 prepare_for_eval: Callable[..., Any] | None):
+                 prepare_for_eval: Callable[..., Any] | None, axis_name: str | None = None):
         self._init, self._update, self._prepare = init_optimizer_state, update_params, prepare_for_eval
+        self._axis_name = axis_name or jax_sharding_utils.BATCH_AXIS
         self.num_devices = 0  # set per trial by init_optimizer_state (the runner calls it first)
 
     # --- layouts ------------------------------------------------------------------
-    def _begin(self, num_devices: int) -> None:
-        """Fresh caches and jitted layout changes for a trial over ``num_devices`` devices."""
-        n = self.num_devices = num_devices
-        split = jax_sharding_utils.get_batch_dim_sharding()  # pmap's own output layout
+    def _begin(self) -> None:
+        """Fresh caches and jitted layout changes for a trial over the trial's devices."""
+        devices = jax_sharding_utils.get_mesh().devices.flatten()
+        self.num_devices = len(devices)
+        # pmap's own output layout (split along a mesh axis named as its axis_name): inputs
+        # in that layout from step 1 on, so step 2 does not compile again.
+        self._use_layout(NamedSharding(Mesh(devices, (self._axis_name,)), PartitionSpec(self._axis_name)))
+        self._layout_checked = False
         whole = jax_sharding_utils.get_replicate_sharding()  # the runner's layout
-        self._split_sharding = split
-        self._replicate = jax.jit(lambda xs: [jnp.broadcast_to(x, (n, *x.shape)) for x in xs], out_shardings=split)
-        self._per_device = jax.jit(lambda xs: [x.reshape(n, x.shape[0] // n, *x.shape[1:]) for x in xs],
-                                   out_shardings=split)
         self._unreplicate = jax.jit(
             lambda xs, average: [x.mean(axis=0).astype(x.dtype) if avg else x[0] for x, avg in zip(xs, average, strict=True)],
             static_argnums=1, out_shardings=whole,
@@ -81,6 +83,22 @@ class PmapAdapter:
         self._params: tuple[Any, Any] = (None, None)
         self._model_state: tuple[Any, Any] = (None, None)
         self._optimizer_state: Any = None  # the optimizer state as the submission last returned it
+
+    def _use_layout(self, split: NamedSharding) -> None:
+        n = self.num_devices
+        self._split_sharding = split
+        self._replicate = jax.jit(lambda xs: [jnp.broadcast_to(x, (n, *x.shape)) for x in xs], out_shardings=split)
+        self._per_device = jax.jit(lambda xs: [x.reshape(n, x.shape[0] // n, *x.shape[1:]) for x in xs],
+                                   out_shardings=split)
+
+    def _adopt_output_layout(self, params: Any) -> None:
+        """After the first step: lay inputs out as pmap returned params (an axis name the
+        source did not state as a constant costs one more compilation, at step 2)."""
+        self._layout_checked = True
+        arrays, _ = _split_arrays(params)
+        sharding = next((x.sharding for x in arrays if x.ndim >= 1), None)
+        if isinstance(sharding, NamedSharding) and sharding != self._split_sharding:
+            self._use_layout(sharding)
 
     def _to_replicated(self, held: Any, cached: tuple[Any, Any]) -> Any:
         if cached[0] is held and cached[1] is not None:
@@ -129,7 +147,7 @@ class PmapAdapter:
                 f"pmap-style submission: jax.pmap runs over all {jax.local_device_count()} local devices, "
                 f"but this trial owns {devices}; give the trial the whole machine"
             )
-        self._begin(devices)
+        self._begin()
         params, state = self._replicated_state(model_params, model_state)
         self._params, self._model_state = (model_params, params), (model_state, state)
         return self._init(workload, params, state, hyperparameters, rng)
@@ -148,6 +166,8 @@ class PmapAdapter:
         )
         self._optimizer_state = new_optimizer_state
         self._params, self._model_state = (new_params, new_params), (new_state, new_state)
+        if not self._layout_checked:
+            self._adopt_output_layout(new_params)
         return new_optimizer_state, new_params, new_state
 
     def prepare_for_eval(self, workload: Any, current_param_container: Any, current_params_types: Any,
@@ -168,11 +188,12 @@ class PmapAdapter:
         return optimizer_state, eval_params, eval_state
 
 
-def drive_as(submission: Any, style: str, reason: str) -> Any:
+def drive_as(submission: Any, style: str, reason: str, axis_name: str | None = None) -> Any:
     """``submission`` (an ``algoperf.submission.Submission``) driven by ``style``'s convention."""
     if style != "pmap":
         return dataclasses.replace(submission, style=style, style_reason=reason)
-    adapter = PmapAdapter(submission.init_optimizer_state, submission.update_params, submission.prepare_for_eval)
+    adapter = PmapAdapter(submission.init_optimizer_state, submission.update_params, submission.prepare_for_eval,
+                          axis_name)
     return dataclasses.replace(
         submission, style=style, style_reason=reason, init_optimizer_state=adapter.init_optimizer_state,
         update_params=adapter.update_params, prepare_for_eval=adapter.prepare_for_eval,

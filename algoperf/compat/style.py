@@ -22,6 +22,9 @@ class StyleChoice:
 
     style: str  # "jit" or "pmap"
     reason: str
+    # The axis name the submission's pmap uses, when it is written as a constant (the
+    # adapter lays arrays out on a mesh axis of that name, as pmap returns them).
+    axis_name: str | None = None
 
 
 def _pmap_signs(source: str, filename: str) -> list[str]:
@@ -48,6 +51,24 @@ def _pmap_signs(source: str, filename: str) -> list[str]:
     return signs
 
 
+def _is_pmap(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "pmap" or isinstance(node, ast.Name) and node.id == "pmap"
+
+
+def pmap_axis_names(source: str) -> set[str]:
+    """The constant ``axis_name=`` values of ``jax.pmap(...)`` and ``partial(jax.pmap, ...)`` calls."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (_is_pmap(node.func) or any(_is_pmap(a) for a in node.args)):
+            names.update(k.value.value for k in node.keywords if k.arg == "axis_name"
+                         and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str))
+    return names
+
+
 def _imported_names(source: str) -> set[str]:
     """Every component of every module name ``source`` imports."""
     try:
@@ -70,11 +91,14 @@ def detect_style(path: Path) -> StyleChoice:
     source = path.read_text(encoding="utf-8", errors="replace")
     imported = _imported_names(source)
     helpers = sorted(p for p in path.parent.glob("*.py") if p != path and p.stem in imported)
-    for file, text in [(path, source), *((p, p.read_text(encoding="utf-8", errors="replace")) for p in helpers)]:
+    texts = [(path, source), *((p, p.read_text(encoding="utf-8", errors="replace")) for p in helpers)]
+    axis_names = set().union(*(pmap_axis_names(text) for _, text in texts))
+    axis_name = axis_names.pop() if len(axis_names) == 1 else None
+    for file, text in texts:
         signs = _pmap_signs(text, str(file))
         if signs:
             shown = "; ".join(signs[:3]) + (f" (+{len(signs) - 3} more)" if len(signs) > 3 else "")
-            return StyleChoice("pmap", f"detected: {shown}")
+            return StyleChoice("pmap", f"detected: {shown}", axis_name)
     return StyleChoice("jit", "detected: no pmap or per-device replication in its source")
 
 
@@ -82,6 +106,7 @@ def choose_style(path: Path, requested: str) -> StyleChoice:
     """``requested`` ('jit'/'pmap', forced) or, for 'auto', what the source shows."""
     if requested not in STYLES:
         raise ValueError(f"--submission-style {requested!r}: choose one of {', '.join(STYLES)}")
+    detected = detect_style(path)
     if requested == "auto":
-        return detect_style(path)
-    return StyleChoice(requested, "forced with --submission-style")
+        return detected
+    return StyleChoice(requested, "forced with --submission-style", detected.axis_name)
