@@ -179,13 +179,17 @@ class SubmissionImporter:
     def _v05(self, name: str, fromlist: Sequence[str] | None) -> types.ModuleType:
         from algoperf.compat.algorithmic_efficiency import PROVIDED
 
-        target = V05_MODULES.get(name)
-        if target is None:
+        # ``from algorithmic_efficiency import x`` names the module x in its fromlist.
+        wanted = [f"{name}.{item}" for item in fromlist or () if name == V05_PACKAGE and item != "*"]
+        missing = next((m for m in [name, *wanted] if m not in V05_MODULES), None)
+        if missing is not None:
             raise V05ModuleNotProvidedError(
-                f"No module named {name!r}: algoperf emulates only {', '.join(f'{V05_PACKAGE}.{m}' for m in PROVIDED)} "
-                "of AlgoPerf v0.5 (docs/submissions.md, 'v0.5-era submissions')",
-                name=name,
+                f"No module named {missing!r}: algoperf emulates only "
+                f"{', '.join(f'{V05_PACKAGE}.{m}' for m in PROVIDED)} of AlgoPerf v0.5 "
+                "(docs/submissions.md, 'v0.5-era submissions')",
+                name=missing,
             )
+        target = V05_MODULES[name]
         module = importlib.import_module(target)
         return module if fromlist else importlib.import_module(COMPAT_PACKAGE)
 
