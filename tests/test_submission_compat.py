@@ -216,6 +216,21 @@ def test_pmap_style_submission_trains_through_the_v06_runner(tmp_path, submissio
     assert meta["submission_style"] == "pmap"
 
 
+def test_a_pmap_style_trial_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    """Checkpoints hold the runner's unreplicated params and pmap's optimizer state; a resumed
+    trial re-lays them out and trains on to the same losses."""
+    config = TrialConfig(workload="mnist1d", submission=V05_PMAP, hyperparameters={"learning_rate": 0.05, "momentum": 0.9},
+                         max_steps=20, experiment_dir=tmp_path, experiment_name="resume", eval_every_steps=10)
+    first = run_trial(config)
+    losses = [row["validation/loss"] for row in read_evals(config.path)]
+    (config.path / "trial_result.json").unlink()  # as a killed attempt leaves it
+    resumed = run_trial(config)
+    assert first.status == resumed.status != "failed", resumed.error
+    meta = json.loads(sorted(config.path.glob("meta_data_*.json"))[-1].read_text())
+    assert meta["resume"]["from_step"] == 10
+    assert [row["validation/loss"] for row in read_evals(config.path)] == pytest.approx(losses, rel=1e-5)
+
+
 def test_forcing_the_style_overrides_detection(tmp_path, write_submission):
     # pmap reached through getattr: the source shows no pmap, so auto says jit and the trial fails.
     source = (V05_PMAP / "submission.py").read_text().replace("jax.pmap,", 'getattr(jax, "p" + "map"),')
