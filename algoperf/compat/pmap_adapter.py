@@ -116,9 +116,11 @@ class PmapAdapter:
         pmap refuses that layout on several devices and would recompile on one.
         """
         arrays, rebuild = _split_arrays(optimizer_state)
-        n = self.num_devices
-        moved = [jax.device_put(x, self._split_sharding) if x.ndim >= 1 and x.shape[0] == n else x for x in arrays]
-        return rebuild(moved)
+        per_device = [i for i, x in enumerate(arrays) if x.ndim >= 1 and x.shape[0] == self.num_devices]
+        moved = jax.device_put([arrays[i] for i in per_device], self._split_sharding)  # one transfer for all
+        for i, x in zip(per_device, moved, strict=True):
+            arrays[i] = x
+        return rebuild(arrays)
 
     def _batch_per_device(self, batch: Any) -> Any:
         arrays, rebuild = _split_arrays(batch)
