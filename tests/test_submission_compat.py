@@ -288,3 +288,15 @@ def test_published_v05_jax_submissions_load_unmodified_as_pmap_style(entry):
     sub = load_submission(PUBLISHED_V05 / entry / "submission.py")
     assert sub.style == "pmap", sub.style_reason
     assert sub.module.spec is algoperf.spec
+
+
+@pytest.mark.skipif(not PUBLISHED_V05.is_dir(), reason=f"{PUBLISHED_V05} is absent (the published v0.5 submissions)")
+def test_the_published_v05_baseline_trains_mnist1d_unmodified(tmp_path):
+    folder = PUBLISHED_V05 / "external_tuning" / "baseline"
+    hp = json.loads((folder / "tuning_search_space.json").read_text())[0]
+    config = TrialConfig(workload="mnist1d", submission=folder / "submission.py", hyperparameters=hp, max_steps=30,
+                         experiment_dir=tmp_path, experiment_name="published", eval_every_steps=30)
+    result = run_trial(config)
+    assert result.status != "failed", result.error
+    evals = read_evals(config.path)
+    assert evals[-1]["global_step"] == 30 and evals[-1]["validation/loss"] < evals[0]["validation/loss"]
