@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.algoperf-installed
 DEMO_DIR ?= experiments/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-compat lint bench clean
 
 setup: $(STAMP)
 
@@ -32,3 +32,16 @@ bench: setup
 
 clean:
 	rm -rf experiments test-output .pytest_cache
+
+# The submission-compatibility tests under AlgoPerf v0.6's pinned jax/flax/optax, in a
+# second environment (.venv-v06) beside the main one.
+VENV06 := $(CURDIR)/.venv-v06
+$(VENV06)/.algoperf-installed: pyproject.toml setup.py constraints/algoperf-v0.6.txt
+	@test -x $(VENV06)/bin/python || $(PYTHON) -m venv $(VENV06)
+	$(VENV06)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV06)/bin/python -m pip install --quiet -c constraints/algoperf-v0.6.txt -e ".[dev]"
+	@touch $@
+
+test-compat: $(VENV06)/.algoperf-installed
+	$(VENV06)/bin/python -c "import jax, flax, optax; print('pinned:', 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__)"
+	$(VENV06)/bin/python -m pytest -q -n 2 -m compat

@@ -146,7 +146,8 @@ def run(
     budget_factor: Annotated[float | None, typer.Option(help="Multiply each workload's time budget (default: 1.0 external, 1.5 self-tuning as in AlgoPerf v0.6).")] = None,
 ) -> None:
     """Run a submission on workloads under the benchmark's timing rules."""
-    from algoperf import scheduler, suites
+    from algoperf import suites
+    from algoperf.campaign import ray_executor as scheduler
 
     # Ray starts before anything imports JAX (the registry and submissions do).
     num_trials = len(dict.fromkeys([*workload, *suites.SUITES.get(suite or "", [])])) * studies * (1 if ruleset == "self" else trials)
@@ -159,10 +160,10 @@ def run(
     except scheduler.SchedulerError as e:
         raise fail(str(e)) from e
     from algoperf import registry
-    from algoperf.batch_size import parse_overrides as parse_batch_size_overrides
-    from algoperf.campaign import MixedHardwareError, plan_trials, run_local
+    from algoperf.campaign.plan import MixedHardwareError, plan_trials, run_local
     from algoperf.spec import DataNotFoundError
-    from algoperf.submission import SubmissionError, load_submission
+    from algoperf.submission.batch_size import parse_overrides as parse_batch_size_overrides
+    from algoperf.submission.loading import SubmissionError, load_submission
     from algoperf.tracking.observer import combine_observers
 
     names = _workloads_for(workload, suite)
@@ -298,7 +299,7 @@ def data_prepare(
     option: Annotated[list[str] | None, typer.Option(help="A dataset setting, key=value (repeatable).")] = None,
 ) -> None:
     """Turn a dataset's official files into the layout the workloads read."""
-    from algoperf import datasets
+    from algoperf.data import prepare as datasets
     from algoperf.spec import DataNotFoundError
 
     options = {}
@@ -322,7 +323,7 @@ def data_prepare(
 @data_app.command("list")
 def data_list() -> None:
     """Datasets `algoperf data prepare` knows, their workloads and what --source takes."""
-    from algoperf import datasets
+    from algoperf.data import prepare as datasets
 
     table = Table("dataset", "workloads", "--source")
     for d in datasets.DATASETS.values():
@@ -380,9 +381,9 @@ def targets(
     output: Annotated[Path, typer.Option(help="Where <workload>.json and <workload>.md are written.")] = Path("targets"),
     base_budget: Annotated[bool, typer.Option(help="A variant: keep the base workload's budget; targets are the best within it.")] = False,
 ) -> None:
-    """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/targets.py)."""
+    """Set a workload's targets and budget by AlgoPerf's procedure (see algoperf/target_setting.py)."""
     from algoperf import registry
-    from algoperf.targets import set_targets, write_report
+    from algoperf.target_setting import set_targets, write_report
 
     try:
         cls = registry.get_workload_class(workload)

@@ -2,7 +2,7 @@
 
 Drop-in compatible with AlgoPerf v0.6's ``algoperf.spec`` (JAX side): an AlgoPerf
 submission that does ``from algoperf import spec`` finds every public name it uses here.
-The submission functions are documented at the bottom as stubs; ``algoperf.submission``
+The submission functions are documented at the bottom as stubs; ``algoperf.submission.loading``
 checks a user's module against them.
 
 Beyond AlgoPerf, ``Workload`` carries a little metadata used by the harness (its registry
@@ -127,7 +127,7 @@ class Workload(metaclass=abc.ABCMeta):
     data_source: str = "real"
     # The base workload of a variant (None for a base workload).
     base_workload: str | None = None
-    # Batch sizes (algoperf.batch_size has the rule): the AlgoPerf workload this one
+    # Batch sizes (algoperf.submission.batch_size has the rule): the AlgoPerf workload this one
     # stands in for (e.g. ctr -> criteo1tb), the batch size AlgoPerf's baselines use there,
     # and this workload's own default (the size its targets were set with).
     reference_workload: str | None = None
@@ -349,7 +349,7 @@ class Workload(metaclass=abc.ABCMeta):
 
 # ---------------------------------------------------------------------------------
 # The submission: five functions a submission module defines (prepare_for_eval is
-# optional). Their signatures below are the contract ``algoperf.submission`` checks.
+# optional). Their signatures below are the contract ``algoperf.submission.loading`` checks.
 # ---------------------------------------------------------------------------------
 
 InitOptimizerFn = Callable[..., OptimizerState]

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from algoperf.trial_log import read_evals
+from algoperf.runner.trial_log import read_evals
 
 
 def _timed(args: list[str]) -> float:

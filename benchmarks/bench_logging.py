@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import registry
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
 from algoperf.tracking import MlflowServer, TrackerFactory
 from algoperf.tracking.observer import DEFAULT_SYNC_WAIT_S
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,10 +26,10 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, registry
 from algoperf.array_workload import shuffled_batches
-from algoperf.submission import load_submission
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
-from algoperf.tuning import make_hyperparameters
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
+from algoperf.submission.loading import load_submission
+from algoperf.submission.search_space import make_hyperparameters
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
 
 NADAMW_POINT = json.loads((Path(__file__).resolve().parents[1] / "submissions" / "nadamw" / "tuning_search_space.json").read_text())[0]

@@ -28,9 +28,9 @@ import jax
 import numpy as np
 
 from algoperf import registry
+from algoperf.runner.trial import _replicated
 from algoperf.submission import load_submission
-from algoperf.trial import _replicated
-from algoperf.tuning import make_hyperparameters
+from algoperf.submission.search_space import make_hyperparameters
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "v05_pmap"
 

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
 
 POINT = json.loads((Path(__file__).resolve().parents[1] / "submissions" / "nadamw" / "tuning_search_space.json").read_text())[0]

@@ -2,10 +2,10 @@
 
     python benchmarks/bench_scheduling.py [--trials 8] [--max-steps 500]
 
-An embedded Ray (``algoperf.scheduler.connect``, sized to this machine; its start-up is
+An embedded Ray (``algoperf.campaign.ray_executor.connect``, sized to this machine; its start-up is
 timed and reported apart) runs a campaign of N nadamw trials on mnist1d (the tuning
 campaign's first N search-space points, a fixed --max-steps) through
-``algoperf.scheduler.run_campaign`` with ``--hardware cpu:1``, tracking off: K = the
+``algoperf.campaign.ray_executor.run_campaign`` with ``--hardware cpu:1``, tracking off: K = the
 machine's usable cores slots, each trial in a fresh worker process pinned to a core of
 its own.
 
@@ -92,7 +92,7 @@ class TimelineFactory:
 
     Unpickling it is the first thing the Ray worker does for the task (task arguments are
     deserialized just before the task runs), so ``__setstate__`` marks the task's start;
-    it also wraps this process's ``algoperf.scheduler.pin_cores`` (the task looks it up
+    it also wraps this process's ``algoperf.campaign.ray_executor.pin_cores`` (the task looks it up
     when it calls it, right after) to time the wait for a free core.
     """
 
@@ -103,7 +103,7 @@ class TimelineFactory:
         return {"folder": self.folder}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from algoperf import scheduler
+        from algoperf.campaign import ray_executor as scheduler
 
         self.folder, self.times = state["folder"], {"task_start": time.time()}
         pin, times = scheduler.pin_cores, self.times
@@ -230,7 +230,7 @@ def analyse(records: list[dict[str, Any]], slots: int) -> dict[str, Any]:
 def measure(trials: int = 8, max_steps: int = 500) -> dict[str, Any]:
     import ray
 
-    from algoperf import scheduler
+    from algoperf.campaign import ray_executor as scheduler
 
     os.environ.pop("RAY_ADDRESS", None)  # this machine's embedded Ray, never a cluster named elsewhere
     begin = time.perf_counter()
@@ -240,8 +240,8 @@ def measure(trials: int = 8, max_steps: int = 500) -> dict[str, Any]:
     try:
         from rich.console import Console
 
-        from algoperf.campaign import plan_trials
-        from algoperf.submission import load_submission
+        from algoperf.campaign.plan import plan_trials
+        from algoperf.submission.loading import load_submission
 
         # The recorder must reach the workers even when this file is imported as a module.
         if __name__ != "__main__":  # (a __main__ module is pickled by value anyway)

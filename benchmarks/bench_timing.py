@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from algoperf import registry
-from algoperf.submission import load_submission
-from algoperf.trial import TrialConfig, run_trial
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.submission.loading import load_submission
 from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
 
 SOURCE = """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from algoperf.campaign import finished_result, plan_trials, run_local
-from algoperf.submission import load_submission
-from algoperf.trial import FAILED, REACHED
+from algoperf.campaign.plan import finished_result, plan_trials, run_local
+from algoperf.runner.trial import FAILED, REACHED
+from algoperf.submission.loading import load_submission
 
 FLAKY = """
 import os

@@ -11,15 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import checkpoint
-from algoperf.checkpoint import (
+from algoperf.runner import checkpoint
+from algoperf.runner.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
     latest_step,
     truncate_trial_log,
 )
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
 
 
 def _update(grads, state, params):  # a function leaf, as (opt_state, update_fn) optimizer states hold

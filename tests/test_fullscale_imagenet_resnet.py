@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils, registry, spec, tfrecord
+from algoperf import param_utils, registry, spec
+from algoperf.data import tfrecord
 from algoperf.workloads.imagenet_resnet import input_pipeline, prepare
 from algoperf.workloads.imagenet_resnet.base import batch_metric_sums, softmax_cross_entropy
 

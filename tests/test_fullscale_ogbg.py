@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils, registry, spec, tfrecord
+from algoperf import param_utils, registry, spec
+from algoperf.data import tfrecord
 from algoperf.workloads.ogbg import input_pipeline, metrics, prepare
 from algoperf.workloads.ogbg.workload import OgbgWorkload
 

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf import param_utils, registry, spec, tfds_writer, tfrecord
+from algoperf import param_utils, registry, spec
+from algoperf.data import tfds_writer, tfrecord
 from algoperf.workloads.wmt import decode, input_pipeline, prepare
 from algoperf.workloads.wmt.model import Transformer, TransformerConfig, sinusoid_table
 from algoperf.workloads.wmt.workload import WmtWorkload, corpus_bleu, token_cross_entropy

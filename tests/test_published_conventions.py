@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from algoperf import registry
-from algoperf.batch_size import BatchSizeError, choose_batch_size, parse_overrides
-from algoperf.failure import describe_failure
+from algoperf.runner.failure import describe_failure
+from algoperf.submission.batch_size import BatchSizeError, choose_batch_size, parse_overrides
+
+pytestmark = pytest.mark.compat
 
 REPO = Path(__file__).resolve().parents[1]
 ALGOPERF_STYLE = REPO / "tests" / "fixtures" / "algoperf_style"
@@ -222,3 +224,21 @@ def test_missing_tuning_search_space_file_is_named(tmp_path):
     proc = run_cli("--submission", "nadamw", "--workload", "mnist1d", "--tuning-search-space",
                    str(tmp_path / "nope.json"), "--no-tracking", "--experiment-dir", str(tmp_path))
     assert proc.returncode == 2 and "nope.json: no such file" in flat(proc.stderr)
+
+
+def test_a_failed_trial_is_in_mlflow_with_its_traceback(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("--submission", "nadamw", "--workload", "mnist", "--data-dir", str(tmp_path / "missing"),
+                   "--tracking-uri", uri, "--experiment-dir", str(tmp_path / "exp"))
+    assert proc.returncode == 1 and "DataNotFoundError" in proc.stderr and "Traceback" not in proc.stderr
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+            if r.data.tags.get("algoperf.workload") == "mnist"]
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FAILED" and run.data.tags["algoperf.status"] == "failed"
+    assert "DataNotFoundError" in run.data.tags["algoperf.error"]
+    local = client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))
+    assert "Traceback (most recent call last)" in Path(local).read_text()

@@ -23,7 +23,7 @@ import ray
 from ray.cluster_utils import Cluster
 from rich.console import Console
 
-from algoperf.scheduler import SchedulerError, run_campaign
+from algoperf.campaign.ray_executor import SchedulerError, run_campaign
 
 STORE = 80 * 1024**2  # the smallest object store Ray accepts: trials pass only small dicts
 
@@ -66,14 +66,14 @@ def _meta(config, attempt: int = 0) -> dict:
 
 
 def _steps(config) -> list[int]:
-    from algoperf.trial_log import read_evals
+    from algoperf.runner.trial_log import read_evals
 
     return [int(r["global_step"]) for r in read_evals(config.path)]
 
 
 def test_trials_run_on_the_labelled_node_and_a_failing_one_is_recorded(cluster, write_submission, nadamw_point) -> None:
-    from algoperf.campaign import plan_trials
-    from algoperf.submission import load_submission
+    from algoperf.campaign.plan import plan_trials
+    from algoperf.submission.loading import load_submission
 
     folder = write_submission(BROKEN, search_space=[{**nadamw_point, "explode": 0}, {**nadamw_point, "explode": 1}])
     configs = plan_trials(load_submission(folder), ["mnist1d"], trials=2, experiment_dir=folder.parent / "exp", max_steps=4)
@@ -98,7 +98,7 @@ def test_trials_run_on_the_labelled_node_and_a_failing_one_is_recorded(cluster, 
 
 
 def test_unrunnable_campaigns_are_refused_before_anything_runs(cluster, tmp_path, nadamw_point) -> None:
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
 
     config = TrialConfig("mnist1d", "nadamw", nadamw_point, experiment_dir=tmp_path, max_steps=2)
     for spec in ("cpu:1@gpu-box", "cpu:2", "1xH100"):
@@ -119,7 +119,7 @@ class Killer(threading.Thread):
         self.killed: tuple[int, int] | None = None  # (pid, checkpoint step)
 
     def run(self) -> None:
-        from algoperf.checkpoint import latest_step
+        from algoperf.runner.checkpoint import latest_step
 
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline and self.killed is None:
@@ -134,7 +134,7 @@ class Killer(threading.Thread):
 
 @pytest.mark.slow
 def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_path, nadamw_point) -> None:
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
 
     steps = 150
     baseline = TrialConfig("mnist1d", "nadamw", nadamw_point, seed=5, experiment_dir=tmp_path,
@@ -154,7 +154,7 @@ def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_pa
     assert resumed["best_validation"] == base["best_validation"]
     assert resumed["status"] == base["status"]
 
-    from algoperf.trial_log import read_evals
+    from algoperf.runner.trial_log import read_evals
 
     last, last_base = read_evals(victim.path)[-1], read_evals(baseline.path)[-1]
     assert {k: v for k, v in last.items() if "/" in k} == {k: v for k, v in last_base.items() if "/" in k}
@@ -169,8 +169,8 @@ def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_pa
 
 @pytest.mark.slow
 def test_rerun_after_the_driver_was_killed_skips_finished_trials(cluster, tmp_path) -> None:
-    from algoperf.campaign import plan_trials
-    from algoperf.submission import load_submission
+    from algoperf.campaign.plan import plan_trials
+    from algoperf.submission.loading import load_submission
 
     command = [sys.executable, "-m", "algoperf.cli", "run", "-s", "nadamw", "-w", "mnist1d", "--trials", "2",
                "--max-steps", "3", "--experiment-dir", str(tmp_path), "--executor", "ray", "--address", cluster.address,
@@ -206,7 +206,7 @@ def test_a_trial_waiting_on_the_progress_board_keeps_its_core(cluster) -> None:
     """A task blocked in ray.get lends its CPU to Ray, which then starts the next queued
     trial on the same core (it imports while the other trains, and is refused if its wait
     for the core outlasts pin_cores' limit). The trial's wait for the board must not."""
-    from algoperf.scheduler import _wait_holding_resources
+    from algoperf.campaign.ray_executor import _wait_holding_resources
 
     @ray.remote(num_cpus=0)
     class SlowBoard:

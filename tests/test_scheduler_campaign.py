@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from algoperf.campaign import SELF_TUNING_BUDGET_FACTOR, plan_trials, run_local, trial_seed
-from algoperf.submission import SubmissionError, load_submission
+from algoperf.campaign.plan import SELF_TUNING_BUDGET_FACTOR, plan_trials, run_local, trial_seed
+from algoperf.submission.loading import SubmissionError, load_submission
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_bad_campaigns_are_refused_with_the_option_named(nadamw, write_submissio
 
 
 def test_local_run_skips_finished_trials(nadamw, tmp_path) -> None:
-    from algoperf.trial_log import TrialLog
+    from algoperf.runner.trial_log import TrialLog
 
     configs = plan_trials(nadamw, ["mnist1d"], trials=2, experiment_dir=tmp_path, max_steps=1)
     done = {"status": "missed", "workload": "mnist1d"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from algoperf.scheduler import (
+from algoperf.campaign.ray_executor import (
     HardwareSpec,
     HardwareSpecError,
     SchedulerError,
@@ -124,7 +124,7 @@ def test_cli_rejects_a_bad_hardware_spec_before_starting_ray(tmp_path) -> None:
 
 
 def test_the_first_trial_fixes_the_campaign_kind() -> None:
-    from algoperf.scheduler import ProgressBoard
+    from algoperf.campaign.ray_executor import ProgressBoard
 
     board = ProgressBoard()
     assert board.claim("a", "cpu:2 (Xeon)") is None
@@ -136,7 +136,7 @@ def test_the_first_trial_fixes_the_campaign_kind() -> None:
 
 
 def test_progress_board_keeps_the_best_validation_metric() -> None:
-    from algoperf.scheduler import ProgressBoard
+    from algoperf.campaign.ray_executor import ProgressBoard
 
     board = ProgressBoard()
     board.report("t", {"target_key": "validation/loss", "higher_is_better": False})
@@ -154,13 +154,13 @@ def _write_meta(path, hw: dict) -> None:
 
 
 def test_local_campaign_refuses_to_mix_hardware(tmp_path) -> None:
-    from algoperf.campaign import (
+    from algoperf.campaign.plan import (
         MixedHardwareError,
         check_hardware,
         hardware_kind,
         recorded_hardware_kinds,
     )
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
 
     configs = [TrialConfig("mnist1d", "nadamw", experiment_dir=tmp_path, trial_index=i) for i in (1, 2)]
     other = {"platform": "cpu", "cpu_count": 64, "cpu_model": "AMD EPYC 9654", "device_count": 1, "device_kind": "cpu"}
@@ -177,7 +177,7 @@ def test_cli_local_run_refuses_a_campaign_begun_elsewhere(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from algoperf.cli import app
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
 
     config = TrialConfig("mnist1d", "nadamw", experiment_dir=tmp_path, experiment_name="c", trial_index=1)
     _write_meta(config.path, {"platform": "gpu", "device_count": 8, "device_kind": "NVIDIA H100", "cpu_count": 64})
@@ -193,7 +193,7 @@ def test_progress_view_shows_counts_steps_time_and_best_metric() -> None:
 
     from rich.console import Console
 
-    from algoperf.scheduler import _render
+    from algoperf.campaign.ray_executor import _render
 
     rows = [
         {"label": "mnist1d trial 1", "state": "running", "global_step": 812, "submission_time": 12.34, "budget": 60.0,

@@ -136,7 +136,7 @@ def test_our_folders_score_under_the_submission_they_record(campaign, tmp_path):
     from_files = read_logs(campaign.root, warn=warnings.append)
     assert sorted({r.submission for r in from_files}) == ["adamw", "nadamw"]  # not nadamw_external
     assert not warnings
-    # ... which is what MLflow's algoperf.submission tag says
+    # ... which is what MLflow's algoperf.submission.loading tag says
     assert {r.submission for r in read_campaign(campaign.uri, "nadamw_external")} == {"nadamw"}
     assert {r.submission for r in read_logs(campaign.root / "nadamw_external")} == {"nadamw"}
     # two folders recording the same submission are not merged into one

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from algoperf.submission import SubmissionError, load_submission
+from algoperf.submission.loading import SubmissionError, load_submission
+
+pytestmark = pytest.mark.compat
 
 GOOD = """
 def get_batch_size(workload_name): return 8

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from algoperf import registry, spec
-from algoperf.submission import load_submission
-from algoperf.trial import MetricsLogger
-from algoperf.tuning import make_hyperparameters
+from algoperf.runner.trial import MetricsLogger
+from algoperf.submission.loading import load_submission
+from algoperf.submission.search_space import make_hyperparameters
 
 BASELINES = [
     "adamw", "sgd_nesterov", "heavy_ball", "lion", "linear_decay", "refined",

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algoperf.submission import load_submission
-from algoperf.trial import FAILED, TrialConfig, run_trial
-from algoperf.tuning import make_hyperparameters
+from algoperf.runner.trial import FAILED, TrialConfig, run_trial
+from algoperf.submission.loading import load_submission
+from algoperf.submission.search_space import make_hyperparameters
 
 
 @functools.cache
@@ -185,7 +185,7 @@ def mlflow_store(tmp_path, monkeypatch):
         ("newer_failed", {"algoperf.status": "failed"}, [9.0, 9.0], True),
         ("newer_running", {}, [8.0, 8.0], False),
     ]:
-        tags = {"algoperf.submission": "linear_decay", "algoperf.workload": "mnist1d", **tags}
+        tags = {"algoperf.submission.loading": "linear_decay", "algoperf.workload": "mnist1d", **tags}
         run = client.create_run(experiment, tags=tags)
         client.log_batch(run.info.run_id, metrics=[Metric("grad_norm_l1", v, 0, s) for s, v in enumerate(norms)])
         if finished:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from algoperf.submission import load_submission
-from algoperf.trial import REACHED, TrialConfig, run_trial
+from algoperf.runner.trial import REACHED, TrialConfig, run_trial
+from algoperf.submission.loading import load_submission
 
 BASELINES = [
     "adamw", "sgd_nesterov", "heavy_ball", "lion", "linear_decay", "refined",

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from algoperf.targets import set_targets, write_report
-from algoperf.trial_log import read_evals
+from algoperf.runner.trial_log import read_evals
+from algoperf.target_setting import set_targets, write_report
 
 
 @pytest.mark.slow
@@ -40,8 +40,8 @@ def test_targets_follow_the_stated_procedure(tmp_path):
 
 
 def test_a_variant_keeps_the_base_budget_and_its_metric_is_the_best_within_it(tmp_path):
-    from algoperf.targets import _summarise
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
+    from algoperf.target_setting import _summarise
 
     config = TrialConfig(workload="mnist1d_gelu", submission="nadamw", experiment_dir=tmp_path, experiment_name="v")
     config.path.mkdir(parents=True)

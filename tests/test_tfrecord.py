@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from algoperf import tfrecord
+from algoperf.data import tfrecord
 
 
 def test_masked_crc_of_the_standard_check_vector():

@@ -19,6 +19,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from algoperf.cli import app
+from algoperf.runner.trial import TrialConfig, TrialResult
+from algoperf.runner.trial_log import TrialLog
 from algoperf.scoring.logs import read_logs
 from algoperf.scoring.profile import ScoringOptions, score_records
 from algoperf.scoring.targets import targets_from_dict
@@ -32,8 +34,6 @@ from algoperf.tracking import (
     resolve_tracking_uri,
 )
 from algoperf.tracking.server import free_port
-from algoperf.trial import TrialConfig, TrialResult
-from algoperf.trial_log import TrialLog
 
 REPO = Path(__file__).resolve().parents[1]
 NADAMW = REPO / "submissions" / "nadamw" / "submission.py"
@@ -179,8 +179,8 @@ def test_observer_records_experiment_study_trial_metrics_and_artifacts(tmp_path,
     assert run.info.run_name == "mnist1d trial 1" and run.info.status == "FINISHED"
     assert run.data.params == {"learning_rate": "0.003", "beta2": "0.999"}
     tags = run.data.tags
-    expected = {"algoperf.workload": "mnist1d", "algoperf.submission": "nadamw", "algoperf.submission_hash": "abc123",
-                "algoperf.ruleset": "external", "algoperf.study": "0", "algoperf.trial": "1", "algoperf.seed": "7",
+    expected = {"algoperf.workload": "mnist1d", "algoperf.submission.loading": "nadamw", "algoperf.submission_hash": "abc123",
+                "algoperf.ruleset": "external", "algoperf.study": "0", "algoperf.runner.trial": "1", "algoperf.seed": "7",
                 "algoperf.status": "reached_target", "algoperf.trial_dir": str(config.path.resolve()),
                 "algoperf.hardware": "cpu:2", "algoperf.hardware.cpu_model": "Test CPU",
                 "algoperf.versions.jax": "0.10.2", "algoperf.git_commit": "deadbeef", "algoperf.kind": "trial"}
@@ -336,7 +336,7 @@ def test_import_algoperf_logs_is_idempotent_and_reads_back_for_scoring(tmp_path,
     studies = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'study'")
     assert sorted(s.data.tags["algoperf.study"] for s in studies) == ["0", "1"]
     parents = {s.info.run_id: s.data.tags["algoperf.study"] for s in studies}
-    assert sorted((parents[r.data.tags["mlflow.parentRunId"]], r.data.tags["algoperf.trial"]) for r in trials) == [
+    assert sorted((parents[r.data.tags["mlflow.parentRunId"]], r.data.tags["algoperf.runner.trial"]) for r in trials) == [
         ("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
     one = trials[0]
     assert one.data.tags["algoperf.framework"] == "pytorch" and one.data.tags["algoperf.ruleset"] == "external"

@@ -39,11 +39,11 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from algoperf.cli import app
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
 from algoperf.scoring.logs import read_logs
 from algoperf.tracking import MlflowServer, TrackerFactory, ensure_server_for_workers, read_campaign
 from algoperf.tracking.server import free_port, port_in_use, server_is_up
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_cli_run_records_experiment_study_nested_trials_and_artifacts(server, ca
     exp = client.get_experiment_by_name(campaign["name"])
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (study,) = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'study'")
-    trials = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'", order_by=["tags.`algoperf.trial` ASC"])
+    trials = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'", order_by=["tags.`algoperf.runner.trial` ASC"])
     assert [t.info.run_name for t in trials] == ["mnist1d trial 1"]
     for run, row in zip(trials, campaign["rows"], strict=True):
         folder = Path(row["trial_dir"])
@@ -338,7 +338,7 @@ def test_ui_prints_the_runs_table_of_the_latest_experiment(ui, local_store):
     client = MlflowClient(local_store["uri"])
     exp = client.get_experiment_by_name(local_store["name"])
     assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
-    (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.trial` = '1'")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.runner.trial` = '1'")
     base = ui["url"].split("/#")[0]
     with urllib.request.urlopen(f"{base}/get-artifact?path=eval_measurements.csv&run_uuid={run.info.run_id}") as r:
         assert r.read().decode().startswith("accumulated_eval_time,")  # artifacts are served

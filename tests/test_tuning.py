@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from algoperf.tuning import make_hyperparameters, parse_search_space
+from algoperf.submission.search_space import make_hyperparameters, parse_search_space
 
 SPACE = {
     "learning_rate": {"min": 1e-4, "max": 1e-1, "scaling": "log"},

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry
+from algoperf.runner.trial import TrialConfig, run_trial
 from algoperf.spec import DataNotFoundError
-from algoperf.trial import TrialConfig, run_trial
 from algoperf.workloads.mnist import input_pipeline
 
 

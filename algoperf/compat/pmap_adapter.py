@@ -1,6 +1,6 @@
 """Drive a pmap-style (v0.5-era) submission from the unchanged v0.6 trial runner.
 
-The runner (``algoperf.trial``) hands a submission unreplicated params and model state and
+The runner (``algoperf.runner.trial``) hands a submission unreplicated params and model state and
 global batches sharded along their first axis, and evaluates whatever params it holds.
 A pmap-style submission expects what AlgoPerf v0.5's runner gave it: params and model
 state replicated per device (a leading device axis, as ``flax.jax_utils.replicate``

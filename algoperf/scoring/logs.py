@@ -11,7 +11,7 @@ Layouts understood (``DIR`` is what ``--logs`` names):
 
 A submission is named after its folder, except where its trials record their submission
 (our trial folders: ``"submission"`` in ``meta_data_<p>.json`` or ``trial_result.json``):
-then the recorded name is used, as MLflow's ``algoperf.submission`` tag does, so the
+then the recorded name is used, as MLflow's ``algoperf.submission.loading`` tag does, so the
 experiment folder ``nadamw_external`` scores as ``nadamw`` from files and from MLflow alike.
 
 Files other than ``eval_measurements.csv`` and hidden folders are ignored; any other

@@ -189,7 +189,7 @@ def _prepare(trial: _Trial, warnings: list[str]) -> dict[str, Any]:
     rows = read_rows(eval_file) if eval_file.is_file() else []
     if not eval_file.is_file():
         warnings.append(f"{folder}: no {EVAL_FILE} (the trial died before its first eval)")
-    ours = "submission_hash" in meta  # written by algoperf.trial
+    ours = "submission_hash" in meta  # written by algoperf.runner.trial
     stamps = [p.stat().st_mtime for p in folder.iterdir() if p.is_file()]
     return {
         "started_ms": int(1000 * min(stamps)) if stamps else None,

@@ -55,7 +55,7 @@ def warn(message: str) -> None:
 
 
 def submission_name_of(path: str | Path) -> str:
-    """A submission's name from its file path (as ``algoperf.submission`` names it)."""
+    """A submission's name from its file path (as ``algoperf.submission.loading`` names it)."""
     path = Path(path)
     return path.parent.name if path.name == "submission.py" else path.stem
 
@@ -272,7 +272,7 @@ def _short(error: BaseException, limit: int = 300) -> str:
 
 
 class MlflowObserver:
-    """A :class:`algoperf.trial.TrialObserver` that mirrors one trial into MLflow."""
+    """A :class:`algoperf.runner.trial.TrialObserver` that mirrors one trial into MLflow."""
 
     def __init__(
         self,

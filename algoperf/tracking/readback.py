@@ -43,10 +43,10 @@ def _record(client: Any, run: Any, experiment_name: str) -> Any:
         history = _history(client, run_id, key)
         metrics[key] = np.array([history.get(s, np.nan) for s in steps], dtype=float)
     return TrialLog(
-        submission=tags.get("algoperf.submission", ""),
+        submission=tags.get("algoperf.submission.loading", ""),
         study=int(tags.get("algoperf.study", 0)),
         workload=tags.get("algoperf.workload", ""),
-        trial=int(tags.get("algoperf.trial", 1)),
+        trial=int(tags.get("algoperf.runner.trial", 1)),
         times=np.array([times[s] for s in steps], dtype=float),
         metrics=metrics,
         framework=tags.get("algoperf.framework", "jax"),
@@ -84,7 +84,7 @@ def read_campaign(
     newest: dict[tuple[str, str, str, str], Any] = {}
     for run in runs:  # oldest first: a later run of the same trial replaces an earlier one
         t = run.data.tags
-        key = (t.get("algoperf.submission", ""), t.get("algoperf.study", "0"), t.get("algoperf.workload", ""), t.get("algoperf.trial", "1"))
+        key = (t.get("algoperf.submission.loading", ""), t.get("algoperf.study", "0"), t.get("algoperf.workload", ""), t.get("algoperf.runner.trial", "1"))
         if key in newest and warn is not None:
             warn(f"MLflow runs {newest[key].info.run_id} and {run.info.run_id} both hold {key[0]} study {key[1]} "
                  f"{key[2]} trial {key[3]}; using the newer, {run.info.run_id}")

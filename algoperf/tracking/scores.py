@@ -251,11 +251,11 @@ def log_scores(
     tagged = 0
     for study in store.find_runs(client, eid, {store.KIND: store.STUDY_KIND}):
         t = study.data.tags
-        if t.get("algoperf.submission") in text and t.get(RULESET_TAG, ruleset) == ruleset:
+        if t.get("algoperf.submission.loading") in text and t.get(RULESET_TAG, ruleset) == ruleset:
             store.log_batches(
                 client,
                 study.info.run_id,
-                tags={SCORE_TAG: text[t["algoperf.submission"]], SCORE_RUN_TAG: keep},
+                tags={SCORE_TAG: text[t["algoperf.submission.loading"]], SCORE_RUN_TAG: keep},
             )
             tagged += 1
     return ScoreRun(experiment_name, eid, ruleset, keep, replaced, tagged)

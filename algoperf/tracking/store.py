@@ -3,7 +3,7 @@
 * One experiment per campaign, tagged ``mlflow.experimentKind=custom_model_development``
   so MLflow 3.17's dashboard shows its runs table (not the GenAI view).
 * One parent run per study (tags ``algoperf.kind=study``, ``algoperf.study``,
-  ``algoperf.submission``), found by those tags or created once.
+  ``algoperf.submission.loading``), found by those tags or created once.
 * One nested run per trial (``algoperf.kind=trial``, ``mlflow.parentRunId``), found by
   ``algoperf.trial_dir`` (the trial folder's absolute path): the same folder always maps
   to the same run, which is what makes resume and re-import idempotent.
@@ -171,7 +171,7 @@ def get_or_create_experiment(client: MlflowClient, tracking_uri: str, name: str)
 
 
 def study_tags(submission: str, study: int, ruleset: str | None) -> dict[str, str]:
-    tags = {KIND: STUDY_KIND, "algoperf.submission": submission, "algoperf.study": str(study)}
+    tags = {KIND: STUDY_KIND, "algoperf.submission.loading": submission, "algoperf.study": str(study)}
     if ruleset:
         tags["algoperf.ruleset"] = ruleset
     return tags
@@ -183,7 +183,7 @@ def get_or_create_study_run(client: MlflowClient, experiment_id: str, submission
     Two processes may create one at the same moment: after creating, the oldest matching
     run wins and a newer duplicate is deleted (both see the same oldest run).
     """
-    key = {KIND: STUDY_KIND, "algoperf.submission": submission, "algoperf.study": str(study)}
+    key = {KIND: STUDY_KIND, "algoperf.submission.loading": submission, "algoperf.study": str(study)}
     found = find_runs(client, experiment_id, key)
     if found:
         return found[0].info.run_id
@@ -216,9 +216,9 @@ def trial_tags(
     tags: dict[str, Any] = {
         KIND: TRIAL_KIND,
         "algoperf.workload": workload,
-        "algoperf.submission": submission,
+        "algoperf.submission.loading": submission,
         "algoperf.study": str(study),
-        "algoperf.trial": str(trial),
+        "algoperf.runner.trial": str(trial),
         "algoperf.ruleset": ruleset,
         "algoperf.framework": framework,
         TRIAL_DIR_TAG: trial_dir,
@@ -227,7 +227,7 @@ def trial_tags(
         "algoperf.submission_path": meta.get("submission_path"),
         "algoperf.git_commit": meta.get("algoperf_git_commit") or meta.get("git_commit"),
         "algoperf.submission_git_commit": meta.get("submission_git_commit"),
-        "algoperf.batch_size": meta.get("batch_size"),
+        "algoperf.submission.batch_size": meta.get("batch_size"),
         "algoperf.preemption_count": meta.get("preemption_count"),
         "algoperf.hardware": meta.get("hardware_label"),
     }

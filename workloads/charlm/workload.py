@@ -51,7 +51,7 @@ class CharlmWorkload(ArrayWorkload):
     name = "charlm"
     description = "CPython pydoc text as bytes, pre-LN decoder-only Transformer, perplexity"
     data_source = "real"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 64 on finewebedu_lm; 64 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 64 on finewebedu_lm; 64 set the targets.
     reference_workload = "finewebedu_lm"
     reference_batch_size = 64
     default_batch_size = 64

@@ -23,7 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils, tfrecord
+from algoperf import jax_sharding_utils
+from algoperf.data import tfrecord
 from algoperf.spec import DataNotFoundError
 
 MEAN = (0.49139968, 0.48215827, 0.44653124)

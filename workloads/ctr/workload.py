@@ -22,7 +22,7 @@ class CtrWorkload(ArrayWorkload):
         "DLRM-small, log-loss"
     )
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 262_144 on criteo1tb; 256 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 262_144 on criteo1tb; 256 set the targets.
     reference_workload = "criteo1tb"
     reference_batch_size = 262_144
     default_batch_size = 256

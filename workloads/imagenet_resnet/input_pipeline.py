@@ -43,7 +43,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils, tfrecord
+from algoperf import jax_sharding_utils
+from algoperf.data import tfrecord
 from algoperf.spec import DataNotFoundError
 
 from . import randaugment

@@ -16,7 +16,7 @@ class Mnist1dWorkload(ClassifierWorkload):
     name = "mnist1d"
     description = "MNIST-1D digit signals (generated locally), 1-D CNN, accuracy"
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 16 on mnist; 128 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 16 on mnist; 128 set the targets.
     reference_workload = "mnist"
     reference_batch_size = 16
     default_batch_size = 128

@@ -32,7 +32,7 @@ class MolgraphWorkload(ArrayWorkload):
         "graph network, mean average precision"
     )
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 512 on ogbg; 64 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 512 on ogbg; 64 set the targets.
     reference_workload = "ogbg"
     reference_batch_size = 512
     default_batch_size = 64

@@ -24,7 +24,7 @@ class MriWorkload(ArrayWorkload):
     name = "mri"
     description = "Phantom MRI 4x-undersampled k-space (32x32), U-Net, SSIM"
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 32 on fastmri; 16 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 32 on fastmri; 16 set the targets.
     reference_workload = "fastmri"
     reference_batch_size = 32
     default_batch_size = 16

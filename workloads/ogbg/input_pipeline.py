@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import spec, tfrecord
+from algoperf import spec
+from algoperf.data import tfrecord
 
 from .model import GraphsTuple
 

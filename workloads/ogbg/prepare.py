@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import spec, tfds_writer, tfrecord
+from algoperf import spec
+from algoperf.data import tfds_writer, tfrecord
 
 from .input_pipeline import NUM_TASKS, TFDS_NAME, TFDS_VERSION
 

@@ -43,7 +43,7 @@ class SpeechWorkload(ArrayWorkload):
     name = "speech"
     description = "Generated dual-tone spelled words (log-mel), Conformer + CTC, WER"
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 256 on librispeech_conformer; 32 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 256 on librispeech_conformer; 32 set the targets.
     reference_workload = "librispeech_conformer"
     reference_batch_size = 256
     default_batch_size = 32

@@ -58,7 +58,7 @@ class TranslateWorkload(ArrayWorkload):
     name = "translate"
     description = "numbers digits<->English words, pre-LN encoder-decoder Transformer, BLEU"
     data_source = "generated"
-    # Batch size (algoperf.batch_size): AlgoPerf's baselines use 128 on wmt; 64 set the targets.
+    # Batch size (algoperf.submission.batch_size): AlgoPerf's baselines use 128 on wmt; 64 set the targets.
     reference_workload = "wmt"
     reference_batch_size = 128
     default_batch_size = 64

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import spec, tfrecord
+from algoperf import spec
+from algoperf.data import tfrecord
 
 MAX_LEN = 256
 EOS_ID = 2

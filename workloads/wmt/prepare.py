@@ -24,7 +24,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from algoperf import spec, tfds_writer, tfrecord
+from algoperf import spec
+from algoperf.data import tfds_writer, tfrecord
 
 from .input_pipeline import VOCAB_FILE, split_files
 

@@ -30,7 +30,7 @@ Fidelity rules:
   the same command runs it later) unless ``allow_mixed_hardware``.
 
 Faults: a trial whose worker process or node dies is retried by Ray (``max_retries``)
-and resumes from its last checkpoint (``algoperf.checkpoint``). An exception in
+and resumes from its last checkpoint (``algoperf.runner.checkpoint``). An exception in
 submission code is not retried: ``run_trial`` records the trial as failed with its
 traceback and the campaign goes on. Trials whose folder holds trial_result.json are not
 run again, so re-running a campaign after its driver was killed resumes it.
@@ -61,7 +61,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from algoperf.trial import TrialConfig, TrialObserver
+    from algoperf.runner.trial import TrialConfig, TrialObserver
 
 ObserverFactory = Callable[["TrialConfig"], "TrialObserver | None"]
 
@@ -513,7 +513,7 @@ def _run_trial_task(
     """One trial in a fresh Ray worker process: pin, check the hardware, run, report."""
     import ray
 
-    from algoperf.trial import TrialConfig
+    from algoperf.runner.trial import TrialConfig
 
     spec = parse_hardware(spec_text)
     config = TrialConfig(**fields)
@@ -523,13 +523,13 @@ def _run_trial_task(
     pinned = pin_cores(spec.cpus, on_wait=lambda: reporter._send(state="waiting for cores")) if spec.is_cpu else None
 
     from algoperf import hardware
-    from algoperf.campaign import hardware_kind
-    from algoperf.checkpoint import CheckpointError
+    from algoperf.campaign.plan import hardware_kind
     from algoperf.registry import UnknownNameError
+    from algoperf.runner.checkpoint import CheckpointError
+    from algoperf.runner.trial import run_trial
+    from algoperf.runner.trial_log import TrialLog
     from algoperf.spec import DataNotFoundError
-    from algoperf.submission import SubmissionError
-    from algoperf.trial import run_trial
-    from algoperf.trial_log import TrialLog
+    from algoperf.submission.loading import SubmissionError
 
     hw = hardware.describe()
     kind = hardware_kind(hw)
@@ -678,7 +678,7 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from algoperf import registry, spec
-    from algoperf.campaign import finished_result, recorded_hardware_kinds
+    from algoperf.campaign.plan import finished_result, recorded_hardware_kinds
 
     if max_retries < 0:
         raise SchedulerError(f"--max-retries {max_retries}: give 0 or more")

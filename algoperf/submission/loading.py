@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from algoperf import registry, spec, tuning
-from algoperf.batch_size import BatchSizeChoice, choose_batch_size
+from algoperf import registry, spec
 from algoperf.compat import imports as compat_imports
 from algoperf.compat.pmap_adapter import drive_as
 from algoperf.compat.style import choose_style
+from algoperf.submission import search_space as tuning
+from algoperf.submission.batch_size import BatchSizeChoice, choose_batch_size
 
 SEARCH_SPACE_FILE = "tuning_search_space.json"
 
@@ -68,7 +69,7 @@ class Submission:
     def batch_size_for(
         self, workload: spec.Workload, workload_name: str, overrides: dict[str, int] | None = None
     ) -> BatchSizeChoice:
-        """The global batch size for ``workload`` and where it came from (``algoperf.batch_size``)."""
+        """The global batch size for ``workload`` and where it came from (``algoperf.submission.batch_size``)."""
         return choose_batch_size(self.get_batch_size, workload, workload_name, overrides, where=str(self.path))
 
 

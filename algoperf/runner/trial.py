@@ -1,6 +1,6 @@
 """Run one trial: a submission trains a workload under AlgoPerf's timing rules.
 
-The rules, as implemented here (the clock lives in ``algoperf.clock``):
+The rules, as implemented here (the clock lives in ``algoperf.runner.clock``):
 
 * Model and optimizer initialisation are not timed (as in AlgoPerf). From then on the
   submission is charged for data_selection, update_params, prepare_for_eval, compilation
@@ -35,12 +35,13 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from algoperf import checkpoint, hardware, jax_sharding_utils, registry, spec
-from algoperf.clock import TrialClock
-from algoperf.failure import TRACEBACK_FILE, TrialFailure, describe_failure
-from algoperf.submission import Submission, load_submission
-from algoperf.trial_log import RESULT_FILE, TrialLog, trial_dir
-from algoperf.tuning import make_hyperparameters
+from algoperf import hardware, jax_sharding_utils, registry, spec
+from algoperf.runner import checkpoint
+from algoperf.runner.clock import TrialClock
+from algoperf.runner.failure import TRACEBACK_FILE, TrialFailure, describe_failure
+from algoperf.runner.trial_log import RESULT_FILE, TrialLog, trial_dir
+from algoperf.submission.loading import Submission, load_submission
+from algoperf.submission.search_space import make_hyperparameters
 
 # Trial outcomes.
 REACHED = "reached_target"
@@ -66,13 +67,13 @@ class TrialConfig:
     budget_factor: float = 1.0
     workload_kwargs: dict[str, Any] = field(default_factory=dict)
     ruleset: str = "external"
-    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.checkpoint).
+    # Save a checkpoint at each eval (untimed) so a killed trial resumes (algoperf.runner.checkpoint).
     checkpoints: bool = True
     # Analysis mode, not the benchmark's rule: eval every N steps instead of every
     # eval_period_time_sec of submission time, so the step at which a target is first
     # seen does not depend on the machine's speed (reproducibility studies).
     eval_every_steps: int | None = None
-    # --batch-size overrides, by workload name (algoperf.batch_size).
+    # --batch-size overrides, by workload name (algoperf.submission.batch_size).
     batch_sizes: dict[str, int] = field(default_factory=dict)
     # --submission-style: auto | jit | pmap (algoperf.compat.style).
     submission_style: str = "auto"
@@ -101,7 +102,7 @@ class TrialResult:
     submission: str
     seed: int
     error: str | None = None  # the exception and its full traceback (also traceback.txt)
-    error_summary: str | None = None  # one line: exception, file:line, likely cause (algoperf.failure)
+    error_summary: str | None = None  # one line: exception, file:line, likely cause (algoperf.runner.failure)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -375,7 +376,7 @@ class _TrialState:
         self.failure: TrialFailure | None = None
         self.diverged = False
         self.preemption_count = 0
-        # Resume bookkeeping (algoperf.checkpoint): saved at evals, restored by ``restore``.
+        # Resume bookkeeping (algoperf.runner.checkpoint): saved at evals, restored by ``restore``.
         self.last_eval_at: float | None = None
         self.resume_info: dict[str, Any] | None = None
         self._elapsed_before = 0.0
@@ -512,7 +513,7 @@ class _TrialState:
                 self.observer.on_eval(self.global_step, row)
                 self.observer.on_submission_metrics(submission_metrics)
 
-    # --- resume (algoperf.checkpoint) ------------------------------------------------
+    # --- resume (algoperf.runner.checkpoint) ------------------------------------------------
     def _checkpoint_trees(self) -> dict[str, Any]:
         return {"params": self.params, "optimizer_state": self.optimizer_state, "model_state": self.model_state, "rng": self.rng}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algoperf import tfrecord
+from algoperf.data import tfrecord
 
 MIN_SHARD_BYTES = 64 << 20
 MAX_SHARD_BYTES = 1024 << 20

@@ -6,12 +6,12 @@ points k*T+1 .. (k+1)*T. Self-tuning runs ``studies`` repetitions with no
 hyperparameters and the budget multiplied by ``SELF_TUNING_BUDGET_FACTOR``. Each trial's
 seed is derived from the campaign seed, the study and the trial, so the same command
 gives the same trials. A trial whose directory says it finished is not run again; one
-that a killed run left unfinished resumes from its checkpoint (``algoperf.trial``).
+that a killed run left unfinished resumes from its checkpoint (``algoperf.runner.trial``).
 
 All trials of a campaign run on one kind of hardware (``hardware_kind``: the hardware
 label, plus the CPU model for CPU trials); a campaign whose trials already ran on one
 kind refuses to go on on another unless told to (``allow_mixed_hardware``). Several
-trials at once, on a cluster, with retries: ``algoperf.scheduler``.
+trials at once, on a cluster, with retries: ``algoperf.campaign.ray_executor``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from algoperf import hardware, tuning
-from algoperf.checkpoint import CheckpointMismatchError
-from algoperf.submission import Submission, SubmissionError
-from algoperf.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
-from algoperf.trial_log import TrialLog
+from algoperf import hardware
+from algoperf.runner.checkpoint import CheckpointMismatchError
+from algoperf.runner.trial import FAILED, TrialConfig, TrialObserver, TrialResult, run_trial
+from algoperf.runner.trial_log import TrialLog
+from algoperf.submission import search_space as tuning
+from algoperf.submission.loading import Submission, SubmissionError
 
 RULESETS = ("external", "self")
 SELF_TUNING_BUDGET_FACTOR = 1.5  # AlgoPerf v0.6

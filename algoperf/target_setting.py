@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import registry, spec
-from algoperf.campaign import trial_seed
-from algoperf.submission import load_submission
-from algoperf.trial import TrialConfig, run_trial
-from algoperf.trial_log import read_evals
+from algoperf.campaign.plan import trial_seed
+from algoperf.runner.trial import TrialConfig, run_trial
+from algoperf.runner.trial_log import read_evals
+from algoperf.submission.loading import load_submission
 
 TARGET_SETTING_OPTIMIZERS = ("adamw", "nadamw", "sgd_nesterov", "heavy_ball")
 
