@@ -10,7 +10,7 @@ submission's functions so that each side gets its convention:
 * ``init_optimizer_state`` receives replicated params and model state.
 * ``update_params`` receives replicated params and model state (replicated once, then
   cached: what it returned is passed back as it is), the batch reshaped to (devices,
-  per-device, ...) (one jitted call, no data movement: each device keeps its rows), and
+  per-device, ...) (one jitted call; no data crosses devices), and
   the optimizer state in the layout pmap's outputs have. It returns the replicated
   trees to the runner, which only passes them back (and to ``data_selection``, as v0.5 did).
 * ``prepare_for_eval`` (always present for a pmap-style submission; the submission's own,
