@@ -101,6 +101,7 @@ def run(
     hparams: Annotated[str | None, typer.Option(help="Hyperparameters for every trial: a JSON file or inline JSON object.")] = None,
     tuning_search_space: Annotated[Path | None, typer.Option("--tuning-search-space", help="The search space (AlgoPerf's --tuning_search_space): a JSON file anywhere; default tuning_search_space.json beside the submission.")] = None,
     batch_size: Annotated[list[str], typer.Option("--batch-size", help="WORKLOAD=N: global batch size for that workload, over the submission's get_batch_size (repeatable).")] = [],  # noqa: B006
+    submission_style: Annotated[str, typer.Option("--submission-style", help="auto: read from the submission's source whether it is pmap-style (v0.5: replicated params, per-device batches) or jit-style (v0.6); jit or pmap: force it.")] = "auto",
     experiment_dir: Annotated[Path, typer.Option(help="Where experiments are written.")] = Path("experiments"),
     experiment_name: Annotated[str | None, typer.Option(help="Folder name of this campaign (default <submission>_<ruleset>).")] = None,
     seed: Annotated[int, typer.Option(help="Campaign seed: the same seed gives the same trials.")] = 0,
@@ -145,7 +146,7 @@ def run(
         unknown = [n for n in batch_sizes if n not in names]
         if unknown:
             raise fail(f"--batch-size names {', '.join(unknown)}, which this run does not include ({', '.join(names)})")
-        loaded = load_submission(submission, search_space_path=tuning_search_space)
+        loaded = load_submission(submission, search_space_path=tuning_search_space, style=submission_style)
         configs = plan_trials(
             loaded, names, ruleset=ruleset, studies=studies, trials=trials, seed=seed,
             experiment_dir=experiment_dir, experiment_name=experiment_name,

@@ -89,8 +89,6 @@ OVERSIZED = {
     "algoperf/cli.py": "every command's options and output",
     "algoperf/environment.py": "algoperf env: node facts, cluster gathering, comparison, printing",
     "algoperf/scoring/command.py": "algoperf score: inputs, rules, output",
-    "algoperf/scoring/logs.py": "log-tree layouts and the scoring record reader",
-    "algoperf/scoring/profile.py": "time to target, profiles, score, held-out rule",
     "algoperf/tracking/store.py": "MLflow experiments, runs, tags and artifacts",
     "algoperf/tracking/observer.py": "the live MLflow observer and its sender thread",
 }

@@ -104,6 +104,7 @@ def plan_trials(
                         workload_kwargs=dict(workload_kwargs or {}),
                         ruleset=ruleset,
                         batch_sizes={workload: batch_sizes[workload]} if batch_sizes and workload in batch_sizes else {},
+                        submission_style=submission.style,
                     )
                 )
     return configs

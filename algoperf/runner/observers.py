@@ -77,6 +77,8 @@ class ConsoleObserver:
     def on_start(self, config: Any, meta: dict[str, Any]) -> None:
         batch = f"batch size {meta['batch_size']} ({meta['batch_size_source']})" if meta.get("batch_size") else "no batch size"
         self.console.print(f"[bold]{self.label}[/] on {meta['hardware_label']}, {batch}, budget {self.budget:.0f} s", highlight=False)
+        if meta.get("submission_style") == "pmap":
+            self.console.print(f"  pmap-style submission, driven by v0.5's conventions ({meta.get('submission_style_reason')})", highlight=False)
 
     def on_eval(self, global_step: int, row: dict[str, float]) -> None:
         value = row.get(self.target_key, float("nan"))

@@ -22,6 +22,8 @@ def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
         "submission": submission.name,
         "submission_path": str(submission.path),
         "submission_hash": submission.source_hash,
+        "submission_style": submission.style,
+        "submission_style_reason": submission.style_reason,
         "ruleset": config.ruleset,
         "seed": config.seed,
         "study": config.study_index,

@@ -85,7 +85,7 @@ def run_trial(
     """
     # Submissions that build on earlier runs (e.g. `refined`) look for them here.
     os.environ["ALGOPERF_EXPERIMENT_DIR"] = str(Path(config.experiment_dir).resolve())
-    submission = submission or load_submission(config.submission)
+    submission = submission or load_submission(config.submission, style=config.submission_style)
     log = TrialLog(config.path)
     try:  # what one workload cannot do fails this trial, not the campaign
         workload = registry.get_workload(config.workload, **config.workload_kwargs)

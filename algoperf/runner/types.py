@@ -41,6 +41,8 @@ class TrialConfig:
     eval_every_steps: int | None = None
     # --batch-size overrides, by workload name (algoperf.submission.batch_size).
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    # --submission-style: auto | jit | pmap (algoperf.compat.style).
+    submission_style: str = "auto"
 
     @property
     def path(self) -> Path:

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import registry, spec
+from algoperf.compat import imports as compat_imports
+from algoperf.compat.pmap_adapter import drive_as
+from algoperf.compat.style import choose_style
 from algoperf.submission import search_space as tuning
 from algoperf.submission.batch_size import BatchSizeChoice, choose_batch_size
 
@@ -60,6 +63,8 @@ class Submission:
     needs_train_state: bool
     search_space: tuning.SearchSpace | None
     source_hash: str
+    style: str = "jit"  # "pmap": driven through algoperf.compat.pmap_adapter
+    style_reason: str = ""
 
     def batch_size_for(
         self, workload: spec.Workload, workload_name: str, overrides: dict[str, int] | None = None
@@ -74,6 +79,7 @@ def _import(path: Path) -> Any:
     if module_spec is None or module_spec.loader is None:
         raise SubmissionError(f"{path}: not a Python module")
     module = importlib.util.module_from_spec(module_spec)
+    compat_imports.install(module, path.parent, module_name)  # v0.5 names, removed JAX names (this module only)
     sys.path.insert(0, str(path.parent))  # sibling helper modules import as in AlgoPerf
     try:
         sys.modules[module_name] = module
@@ -136,17 +142,25 @@ def package_root(path: Path) -> Path | None:
     return None
 
 
-def load_submission(name_or_path: str | Path, search_space_path: str | Path | None = None) -> Submission:
+def load_submission(
+    name_or_path: str | Path, search_space_path: str | Path | None = None, style: str = "auto"
+) -> Submission:
     """Find, import and validate a submission; raise SubmissionError on any problem.
 
     The submission's folder is on ``sys.path`` while it imports (sibling helper modules),
     and its project root (``package_root``) stays on it, appended, so imports written from
     that root resolve at import and at run time. ``search_space_path`` replaces the
     ``tuning_search_space.json`` beside the submission (AlgoPerf's --tuning_search_space).
+    ``style`` ('auto', 'jit', 'pmap'): the convention the submission is driven by
+    (``algoperf.compat.style``; 'auto' reads it from the source).
     """
     try:
         path = registry.resolve_submission(name_or_path)
     except registry.UnknownNameError as e:
+        raise SubmissionError(str(e)) from e
+    try:
+        chosen = choose_style(path, style)
+    except ValueError as e:
         raise SubmissionError(str(e)) from e
     root = package_root(path)
     if root is not None and str(root) not in sys.path:
@@ -174,7 +188,7 @@ def load_submission(name_or_path: str | Path, search_space_path: str | Path | No
     digest = hashlib.sha256(path.read_bytes())
     if space_path.exists():
         digest.update(space_path.read_bytes())
-    return Submission(
+    submission = Submission(
         name=path.parent.name if path.name == "submission.py" else path.stem,
         path=path,
         module=module,
@@ -187,3 +201,4 @@ def load_submission(name_or_path: str | Path, search_space_path: str | Path | No
         search_space=search_space,
         source_hash=digest.hexdigest()[:12],
     )
+    return drive_as(submission, chosen.style, chosen.reason, chosen.axis_name)

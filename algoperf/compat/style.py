@@ -1,0 +1,112 @@
+"""Which convention a submission is written in: pmap (v0.5 era) or jit (v0.6).
+
+pmap-style code keeps params and optimizer state replicated per device
+(``flax.jax_utils.replicate``), takes batches shaped (devices, per-device batch, ...) and
+steps with ``jax.pmap``. jit-style code takes global batches and unreplicated params.
+The convention is read from what the code does (its syntax tree), not from which package
+it imports: some published submissions that import ``algoperf`` are pmap-style too.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+STYLES = ("auto", "jit", "pmap")
+
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """The convention a submission is driven by, and why."""
+
+    style: str  # "jit" or "pmap"
+    reason: str
+    # The axis name the submission's pmap uses, when it is written as a constant (the
+    # adapter lays arrays out on a mesh axis of that name, as pmap returns them).
+    axis_name: str | None = None
+
+
+def _pmap_signs(source: str, filename: str) -> list[str]:
+    """Where ``source`` uses pmap or flax's per-device replication ("file:line what")."""
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError:
+        return []
+    signs = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Attribute) and node.attr == "pmap":
+            what = "jax.pmap"
+        elif isinstance(node, ast.Attribute) and node.attr in ("replicate", "unreplicate") and (
+            isinstance(node.value, ast.Name) and node.value.id == "jax_utils"
+            or isinstance(node.value, ast.Attribute) and node.value.attr == "jax_utils"
+        ):
+            what = f"jax_utils.{node.attr}"
+        elif isinstance(node, ast.ImportFrom) and node.module in ("jax", "flax.jax_utils"):
+            names = {a.name for a in node.names} & {"pmap", "replicate", "unreplicate"}
+            what = ", ".join(f"{node.module}.{n}" for n in sorted(names)) or None
+        if what:
+            signs.append(f"{Path(filename).name}:{node.lineno} {what}")
+    return signs
+
+
+def _is_pmap(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "pmap" or isinstance(node, ast.Name) and node.id == "pmap"
+
+
+def pmap_axis_names(source: str) -> set[str]:
+    """The constant ``axis_name=`` values of ``jax.pmap(...)`` and ``partial(jax.pmap, ...)`` calls."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (_is_pmap(node.func) or any(_is_pmap(a) for a in node.args)):
+            names.update(k.value.value for k in node.keywords if k.arg == "axis_name"
+                         and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str))
+    return names
+
+
+def _imported_names(source: str) -> set[str]:
+    """Every component of every module name ``source`` imports."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(part for alias in node.names for part in alias.name.split("."))
+        elif isinstance(node, ast.ImportFrom):
+            names.update((node.module or "").split("."))
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def detect_style(path: Path) -> StyleChoice:
+    """The convention of the submission file ``path``: its own source, then the helper
+    modules of its folder that it imports (a pmap step may live in a helper)."""
+    source = path.read_text(encoding="utf-8", errors="replace")
+    imported = _imported_names(source)
+    helpers = sorted(p for p in path.parent.glob("*.py") if p != path and p.stem in imported)
+    texts = [(path, source), *((p, p.read_text(encoding="utf-8", errors="replace")) for p in helpers)]
+    axis_names = set().union(*(pmap_axis_names(text) for _, text in texts))
+    axis_name = axis_names.pop() if len(axis_names) == 1 else None
+    for file, text in texts:
+        signs = _pmap_signs(text, str(file))
+        if signs:
+            shown = "; ".join(signs[:3]) + (f" (+{len(signs) - 3} more)" if len(signs) > 3 else "")
+            return StyleChoice("pmap", f"detected: {shown}", axis_name)
+    return StyleChoice("jit", "detected: no pmap or per-device replication in its source")
+
+
+def choose_style(path: Path, requested: str) -> StyleChoice:
+    """``requested`` ('jit'/'pmap', forced) or, for 'auto', what the source shows."""
+    if requested not in STYLES:
+        raise ValueError(f"--submission-style {requested!r}: choose one of {', '.join(STYLES)}")
+    detected = detect_style(path)
+    if requested == "auto":
+        return detected
+    return StyleChoice(requested, "forced with --submission-style", detected.axis_name)
