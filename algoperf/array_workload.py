@@ -210,8 +210,8 @@ class ClassifierWorkload(ArrayWorkload):
         self._record_params(params)
         return params, None
 
-    def model_fn(self, params, augmented_and_preprocessed_input_batch, model_state, mode, rng, update_batch_norm, dropout_rate=None):
-        del mode, rng, update_batch_norm, dropout_rate
+    def model_fn(self, params, augmented_and_preprocessed_input_batch, model_state, mode, rng, update_batch_norm, dropout_rate=None, use_running_average_bn=None):
+        del mode, rng, update_batch_norm, dropout_rate, use_running_average_bn  # no batch norm here
         logits = self.model.apply({"params": params}, augmented_and_preprocessed_input_batch["inputs"])
         return logits, model_state
 

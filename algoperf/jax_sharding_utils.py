@@ -41,14 +41,23 @@ def use_devices(devices: Sequence[Any]) -> Iterator[None]:
         _trial_devices = previous
 
 
-def get_replicate_sharding() -> NamedSharding:
-    """Every device holds the whole array."""
-    return NamedSharding(get_mesh(), PartitionSpec())
+def get_replicate_sharding(mesh: Mesh | None = None) -> NamedSharding:
+    """Every device holds the whole array.
+
+    ``mesh``: a submission's own mesh (some published ones build one and pass it, as an
+    AlgoPerf development version's API took it); default the trial's.
+    """
+    return NamedSharding(mesh or get_mesh(), PartitionSpec())
 
 
-def get_batch_dim_sharding() -> NamedSharding:
-    """The leading (batch) dimension is split over the devices."""
-    return NamedSharding(get_mesh(), PartitionSpec(BATCH_AXIS))
+def get_batch_dim_sharding(mesh: Mesh | None = None) -> NamedSharding:
+    """The leading (batch) dimension is split over the devices (of ``mesh``, default the trial's)."""
+    mesh = mesh or get_mesh()
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+
+# The same, by the name an AlgoPerf development version used (submissions call it with a mesh).
+get_batch_sharding = get_batch_dim_sharding
 
 
 def shard_along_batch_dim(tree: Any) -> Any:

@@ -267,8 +267,13 @@ class Workload(metaclass=abc.ABCMeta):
         rng: RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[Tensor, ModelAuxiliaryState]:
-        """Return (logits_batch, new_model_state)."""
+        """Return (logits_batch, new_model_state).
+
+        ``use_running_average_bn`` (AlgoPerf's): normalise with the running averages even
+        while ``update_batch_norm``; None means ``not update_batch_norm``.
+        """
 
     def output_activation_fn(self, logits_batch: Tensor, framework: str = "jax") -> Tensor:
         """Logits to probabilities, by ``loss_type``."""

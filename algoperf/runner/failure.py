@@ -18,7 +18,7 @@ TRACEBACK_FILE = "traceback.txt"
 
 # (pattern on "ExceptionType: message", the cause in words). First match wins.
 KNOWN_CAUSES: tuple[tuple[str, str], ...] = (
-    (r"unbound axis name|axis name .* (is )?not bound|pmap.*inconsistent sizes",
+    (r"unbound axis name|axis name .* (is )?not bound|pmap.*inconsistent sizes|cannot select an axis to squeeze out",
      "pmap-style submission: v0.6 passes global batches and unreplicated params; "
      "run it with --submission-style pmap"),
     (r"has no attribute '(tree_map|tree_multimap|tree_leaves|tree_flatten|tree_unflatten|tree_structure)'",

@@ -134,6 +134,23 @@ def _check_signature(path: Path, name: str, fn: Any) -> bool:
 PROJECT_ROOT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "submission_runner.py")
 
 
+# Folder names that say which framework, not which algorithm (AlgoPerf's
+# archived_paper_baselines/<algorithm>/jax/submission.py).
+FRAMEWORK_FOLDERS = ("jax", "pytorch", "torch")
+
+
+def submission_name(path: Path) -> str:
+    """A submission's name: its folder's for a ``submission.py`` (with the algorithm's
+    folder in front where that folder only names the framework: ``adamw_jax``), else the
+    file's stem."""
+    if path.name != "submission.py":
+        return path.stem
+    folder = path.resolve().parent
+    if folder.name in FRAMEWORK_FOLDERS:
+        return f"{folder.parent.name}_{folder.name}"
+    return folder.name
+
+
 def package_root(path: Path) -> Path | None:
     """The nearest folder above a submission file that holds a project-root marker, if any."""
     for folder in path.resolve().parent.parents:
@@ -189,7 +206,7 @@ def load_submission(
     if space_path.exists():
         digest.update(space_path.read_bytes())
     submission = Submission(
-        name=path.parent.name if path.name == "submission.py" else path.stem,
+        name=submission_name(path),
         path=path,
         module=module,
         init_optimizer_state=module.init_optimizer_state,

@@ -101,8 +101,10 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Logits [B, 1]; dropout (before the output layer) only in TRAIN mode."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         rate = self.default_dropout_rate if dropout_rate is None else dropout_rate
         train = mode == spec.ForwardPassMode.TRAIN

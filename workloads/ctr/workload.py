@@ -96,8 +96,10 @@ class CtrWorkload(ArrayWorkload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Click logits [B] (dropout before the output layer; default rate 0)."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         train = mode == spec.ForwardPassMode.TRAIN
         rngs = {"dropout": rng} if train and rng is not None else None

@@ -81,6 +81,7 @@ class LibriSpeechWorkloadBase(spec.Workload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """((logits, logit_paddings), new model state).
 
@@ -88,6 +89,11 @@ class LibriSpeechWorkloadBase(spec.Workload):
         train path (SpecAugment, dropout, batch statistics) and updates the running
         averages; otherwise the running averages are used and nothing random happens.
         """
+        if use_running_average_bn is not None:
+            raise NotImplementedError(
+                f"{self.name}: use_running_average_bn is not supported yet (its batch norm follows "
+                "the train path); leave it None"
+            )
         audio, audio_paddings = augmented_and_preprocessed_input_batch["inputs"]
         rate = self.default_dropout_rate if dropout_rate is None else dropout_rate
         variables = {"params": params, **(model_state or {})}

@@ -110,8 +110,10 @@ class LmWorkload(spec.Workload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Logits [B, L, V] in float32; ``dropout_rate`` is ignored (no dropout)."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del mode, rng, update_batch_norm, dropout_rate
         logits = self.model.apply({"params": params}, augmented_and_preprocessed_input_batch["inputs"])
         return logits, model_state

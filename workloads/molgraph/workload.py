@@ -114,8 +114,10 @@ class MolgraphWorkload(ArrayWorkload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Logits [B, NUM_TASKS] (dropout inside the MLPs; default rate 0)."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         batch = augmented_and_preprocessed_input_batch
         train = mode == spec.ForwardPassMode.TRAIN

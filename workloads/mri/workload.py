@@ -74,11 +74,13 @@ class MriWorkload(ArrayWorkload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Reconstructions [B, H, W] on the inputs' normalised scale; no model state.
 
         Channel dropout at ``dropout_rate`` (a float or a traced scalar) in TRAIN mode only.
         """
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         rate = self.default_dropout_rate if dropout_rate is None else dropout_rate
         train = mode == spec.ForwardPassMode.TRAIN

@@ -104,8 +104,10 @@ class OgbgWorkload(spec.Workload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Per-graph logits [G, 128]; dropout (default 0.1) only in TRAIN mode."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm  # no batch norm
         train = mode == spec.ForwardPassMode.TRAIN
         rate = self.default_dropout_rate if dropout_rate is None else dropout_rate

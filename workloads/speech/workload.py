@@ -123,6 +123,7 @@ class SpeechWorkload(ArrayWorkload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """((logits [B, T/4, vocab], logit_paddings [B, T/4]), new model state).
 
@@ -138,7 +139,10 @@ class SpeechWorkload(ArrayWorkload):
         rate = self.default_dropout_rate if dropout_rate is None else dropout_rate
         train = mode == spec.ForwardPassMode.TRAIN
         variables = {"params": params, **model_state}
-        kwargs = {"dropout_rate": rate, "train": train, "update_batch_norm": update_batch_norm}
+        # The model normalises with batch statistics when told to update them; AlgoPerf's
+        # use_running_average_bn can ask for the running averages instead.
+        batch_stats = update_batch_norm if use_running_average_bn is None else not use_running_average_bn
+        kwargs = {"dropout_rate": rate, "train": train, "update_batch_norm": batch_stats}
         rngs = {"dropout": rng} if train and rng is not None else None
         if update_batch_norm:
             outputs, new_state = self.model.apply(

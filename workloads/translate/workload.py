@@ -124,8 +124,10 @@ class TranslateWorkload(ArrayWorkload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Teacher-forced logits (B, TGT_LEN, vocab): the decoder sees targets shifted right."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         rate = self.dropout_rate if dropout_rate is None else dropout_rate
         train = mode == spec.ForwardPassMode.TRAIN

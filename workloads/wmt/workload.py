@@ -134,8 +134,10 @@ class WmtWorkload(spec.Workload):
         rng: spec.RandomState,
         update_batch_norm: bool,
         dropout_rate: float | None = None,
+        use_running_average_bn: bool | None = None,
     ) -> tuple[spec.Tensor, spec.ModelAuxiliaryState]:
         """Teacher-forced logits [B, L, 32000]; packed-batch keys are used when present."""
+        del use_running_average_bn  # no batch norm in this model (AlgoPerf's argument, accepted)
         del update_batch_norm
         batch = augmented_and_preprocessed_input_batch
         train = mode == spec.ForwardPassMode.TRAIN
