@@ -110,7 +110,7 @@ def test_cli_run_records_experiment_study_nested_trials_and_artifacts(server, ca
     exp = client.get_experiment_by_name(campaign["name"])
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (study,) = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'study'")
-    trials = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'", order_by=["tags.`algoperf.runner.trial` ASC"])
+    trials = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'", order_by=["tags.`algoperf.trial` ASC"])
     assert [t.info.run_name for t in trials] == ["mnist1d trial 1"]
     for run, row in zip(trials, campaign["rows"], strict=True):
         folder = Path(row["trial_dir"])
@@ -339,7 +339,7 @@ def test_ui_prints_the_runs_table_of_the_latest_experiment(ui, local_store):
     client = MlflowClient(local_store["uri"])
     exp = client.get_experiment_by_name(local_store["name"])
     assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
-    (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.runner.trial` = '1'")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.trial` = '1'")
     base = ui["url"].split("/#")[0]
     with urllib.request.urlopen(f"{base}/get-artifact?path=eval_measurements.csv&run_uuid={run.info.run_id}") as r:
         assert r.read().decode().startswith("accumulated_eval_time,")  # artifacts are served

@@ -173,6 +173,12 @@ class SubmissionImporter:
                 local = self._local(name)
                 if local is not None:
                     return local if fromlist or "." not in name else _package_chain(name, local)
+                # ``from <the folder's own dotted path> import helper``: the same helper modules.
+                parts = name.split(".")
+                if fromlist and _common_suffix(parts, self.folder.parts) == len(parts):
+                    found = {item: self._local(f"{name}.{item}") for item in fromlist if item != "*"}
+                    if found and all(m is not None for m in found.values()):
+                        return types.SimpleNamespace(**found)  # type: ignore[return-value]
         module = _real_import(name, globals, locals, fromlist, level)
         return module_view(module) if level == 0 and name.partition(".")[0] == "jax" else module
 

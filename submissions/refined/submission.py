@@ -19,7 +19,7 @@ The norms come from an earlier run of the ``linear_decay`` submission on the sam
   3. hyperparameter ``pilot_experiment_dir``: the latest finished linear_decay trial of the
      workload under that folder;
   4. with a tracking URI (hyperparameter ``tracking_uri``, MLFLOW_TRACKING_URI, or an existing
-     ./mlflow.db): the latest finished MLflow run tagged algoperf.submission.loading=linear_decay and
+     ./mlflow.db): the latest finished MLflow run tagged algoperf.submission=linear_decay and
      algoperf.workload=<workload>;
   5. the latest finished linear_decay trial of the workload under $ALGOPERF_EXPERIMENT_DIR,
      else ./experiments.
@@ -197,7 +197,7 @@ def norms_from_mlflow(uri: str, workload_name: str, name: str, run_id: str | Non
         runs = client.search_runs(
             experiment_ids,
             filter_string=(
-                f"tags.`algoperf.submission.loading` = '{PILOT_SUBMISSION}' "
+                f"tags.`algoperf.submission` = '{PILOT_SUBMISSION}' "
                 f"AND tags.`algoperf.workload` = '{workload_name}' AND attributes.status = 'FINISHED'"
             ),
             order_by=["attributes.start_time DESC"],
