@@ -698,9 +698,12 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
                 f"the trial observer factory {observer_factory!r} cannot be sent to Ray workers "
                 f"({type(e).__name__}: {e}); make it a picklable callable (e.g. a dataclass method)"
             ) from e
+    # On the driver's own node, strictly: with soft affinity Ray 2.60 places a num_cpus=0
+    # actor on a worker when the driver's node offers no CPU (a head started with
+    # --num-cpus=0), and the board then dies with that worker, failing the retried trial.
     board = (
         ray.remote(ProgressBoard)
-        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True))
+        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False))
         .remote(next(iter(kinds), None), allow_mixed)
     )
     task = ray.remote(max_calls=1)(_run_trial_task)
