@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="Also build the CUDA image (large; not started).")
     parser.add_argument("--extra-ca", default=os.environ.get("ALGOPERF_EXTRA_CA", str(DEFAULT_EXTRA_CA)),
                         help="A CA bundle pip trusts during the build (a build secret, not kept in the image); 'none' for none.")
-    parser.add_argument("--max-steps", type=int, default=4000, help="Steps of the killed-and-resumed trial.")
+    parser.add_argument("--max-steps", type=int, default=3000, help="Steps of the killed-and-resumed trial.")
     parser.add_argument("--keep", action="store_true", help="Leave the stack up (tear it down with the printed command).")
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -30,6 +30,10 @@ PROJECT = "algoperf-check"
 LAPTOP_USER = "deploy-check-laptop"
 WORKER_USER = "algoperf-worker"
 EXPERIMENTS = Path("/data/experiments")  # the shared volume, inside the Ray containers
+# A learning rate too small to reach mnist1d's targets: the trial runs to --max-steps,
+# long enough to be killed mid-way whatever the machine's speed.
+SLOW_HPARAMS = {"learning_rate": 1e-5, "one_minus_beta1": 0.1, "beta2": 0.999, "weight_decay": 0.0,
+                "warmup_factor": 0.05, "dropout_rate": 0.0, "label_smoothing": 0.0}
 HOSTS_LINE = "127.0.0.1 mlflow  # algoperf deploy-check (removed when it ends)"
 
 
@@ -257,12 +261,17 @@ class Stack:
     def trial_dir(self, experiment: str) -> Path:
         return EXPERIMENTS / experiment / "mnist1d_jax" / "trial_1"
 
+    def head(self) -> str:
+        if not getattr(self, "_head", None):  # one container for the stack's life (the head is not killed)
+            self._head = self.container("ray-head")
+        return self._head
+
     def read_in_head(self, path: Path) -> str | None:
-        done = run([self.docker, "exec", self.container("ray-head"), "cat", str(path)], check=False)
+        done = run([self.docker, "exec", self.head(), "cat", str(path)], check=False)
         return done.stdout if done.returncode == 0 else None
 
     def list_in_head(self, path: Path) -> list[str]:
-        done = run([self.docker, "exec", self.container("ray-head"), "ls", "-1", str(path)], check=False)
+        done = run([self.docker, "exec", self.head(), "ls", "-1", str(path)], check=False)
         return done.stdout.split() if done.returncode == 0 else []
 
     def job_status(self, job_id: str) -> str:
@@ -273,6 +282,13 @@ class Stack:
         reply.raise_for_status()
         return reply.json()["status"]
 
+    def job_logs(self, job_id: str) -> str:
+        import requests
+
+        reply = requests.get(f"{self.dashboard}/api/jobs/{job_id}/logs", timeout=30,
+                             headers={"Authorization": f"Bearer {self.secrets['ray_auth_token']}"})
+        return reply.json().get("logs", "") if reply.ok else f"(no logs: HTTP {reply.status_code})"
+
     def campaign_as_job_with_worker_killed(self, experiment: str, max_steps: int, label: str) -> None:
         """A Ray job's campaign; the worker container is killed after the trial's first checkpoint."""
         from algoperf.checkpoint import checkpoint_dir
@@ -280,10 +296,12 @@ class Stack:
         job_id = f"deploy-check-{uuid.uuid4().hex[:8]}"
         run([str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id", job_id,
              "--no-wait", "--", "algoperf", "run", "--submission", "nadamw", "--workload", "mnist1d",
-             "--max-steps", str(max_steps), "--hardware", f"cpu:1@{label}", "--experiment-dir", str(EXPERIMENTS),
+             "--max-steps", str(max_steps), "--hparams", json.dumps(SLOW_HPARAMS),
+             "--hardware", f"cpu:1@{label}", "--experiment-dir", str(EXPERIMENTS),
              "--experiment-name", experiment], env=self.laptop_env(), replace_env=True, what="ray job submit")
         print(f"deploy-check: submitted Ray job {job_id}; waiting for the trial's first checkpoint ...", flush=True)
         trial = self.trial_dir(experiment)
+        worker = self.container("ray-worker")
         deadline = time.monotonic() + 600
         while not self.list_in_head(checkpoint_dir(trial)):
             status = self.job_status(job_id)
@@ -292,12 +310,12 @@ class Stack:
             time.sleep(1)
         if self.read_in_head(trial / "trial_result.json") is not None:
             raise CheckFailed(f"the trial finished before the worker could be killed: raise --max-steps (now {max_steps})")
-        worker = self.container("ray-worker")
         restarts = int(self.inspect(worker, "{{.RestartCount}}"))
         # SIGKILL to the container's first process from the host: the container dies as on a
         # crash or an OOM kill. (`docker kill` would count as a manual stop: no restart.)
         os.kill(int(self.inspect(worker, "{{.State.Pid}}")), signal.SIGKILL)
-        print("deploy-check: killed the ray-worker container mid-trial; waiting for its restart ...", flush=True)
+        print(f"deploy-check: killed the ray-worker container after the checkpoint at step "
+              f"{self.list_in_head(checkpoint_dir(trial))}; waiting for its restart ...", flush=True)
         deadline = time.monotonic() + 120
         while int(self.inspect(worker, "{{.RestartCount}}")) <= restarts:
             if time.monotonic() > deadline:
@@ -310,11 +328,12 @@ class Stack:
                 raise CheckFailed(f"job {job_id} still {status} after 15 min")
             time.sleep(3)
         if status != "SUCCEEDED":
-            raise CheckFailed(f"job {job_id} {status}")
+            raise CheckFailed(f"job {job_id} {status}:\n{self.job_logs(job_id)[-4000:]}")
         metas = sorted(n for n in self.list_in_head(trial) if n.startswith("meta_data_"))
         result = json.loads(self.read_in_head(trial / "trial_result.json") or "{}")
         if len(metas) < 2:
-            raise CheckFailed(f"the trial did not resume after the kill (meta files {metas}): it ran again from scratch or not at all")
+            raise CheckFailed(f"the trial did not resume after the kill (meta files {metas}, result {result}); "
+                              f"the job's log:\n{self.job_logs(job_id)[-4000:]}")
         steps = [int(float(row["global_step"])) for row in csv.DictReader(io.StringIO(self.read_in_head(trial / "eval_measurements.csv") or ""))]
         if len(steps) != len(set(steps)) or steps != sorted(steps):
             raise CheckFailed(f"eval_measurements.csv has duplicate or unordered steps after the resume: {steps}")
