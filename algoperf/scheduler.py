@@ -809,12 +809,27 @@ def _portable_fields(config: TrialConfig) -> dict[str, Any]:
 
     (On a cluster these paths must name the same shared folder on every node.)
     """
+    from algoperf import registry
+
     fields = dataclasses.asdict(config)
     for name in ("experiment_dir", "data_dir", "submission"):
         value = fields.get(name)
         if value is not None and (name != "submission" or Path(value).exists()):
             fields[name] = str(Path(value).expanduser().resolve())
+    # A built-in submission travels by name: each node finds it in its own installation
+    # (a laptop's editable checkout and a container's site-packages differ in path).
+    builtin = _builtin_name(fields.get("submission"), registry)
+    if builtin is not None:
+        fields["submission"] = builtin
     return fields
+
+
+def _builtin_name(path: str | None, registry: Any) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    file = Path(path).resolve()
+    name = file.parent.name
+    return name if name in registry.submission_names() and registry.resolve_submission(name) == file else None
 
 
 def _collect(ref: Any, config: TrialConfig) -> TrialOutcome:
