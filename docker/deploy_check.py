@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra_ca is not None and not extra_ca.is_file():
             raise CheckFailed(f"--extra-ca {extra_ca}: no such file (pass 'none' to build without an extra CA)")
         build_s = build_images(docker, python_image, extra_ca, args.gpu)
+        bases = (python_image, postgres_image)
     except CheckFailed as e:
         print(f"deploy-check: FAILED: {e}", file=sys.stderr)
         return 1
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\ndeploy-check: PASSED")
     for tag, seconds in build_s.items():
         print(f"  build {tag:<14} {seconds:7.0f} s   image {image_size(docker, tag)}")
+    for tag in bases:
+        print(f"  base image {tag}: {image_size(docker, tag)}")
     for name, seconds in timings.items():
         print(f"  {name:<20} {seconds:7.0f} s")
     print(f"  total                {time.monotonic() - started:7.0f} s")

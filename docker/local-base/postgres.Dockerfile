@@ -7,8 +7,12 @@ FROM ${DEBIAN_IMAGE}
 ARG MIRROR=http://deb.debian.org/debian
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Not pinned: bookworm's point releases replace the versions (security fixes), so a pin
+# would stop building; what Python and PostgreSQL this gives is recorded in the algoperf
+# image (versions.json) and in PostgreSQL's log line.
 # create_main_cluster=false: Debian's package would otherwise create a cluster at install
 # time; the entrypoint creates one in the volume on first start instead.
+# hadolint ignore=DL3008
 RUN echo "deb ${MIRROR} bookworm main" > /etc/apt/sources.list \
  && mkdir -p /etc/postgresql-common/createcluster.d \
  && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf \

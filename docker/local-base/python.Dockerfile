@@ -5,7 +5,11 @@ FROM ${DEBIAN_IMAGE}
 ARG MIRROR=http://deb.debian.org/debian
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Not pinned: bookworm's point releases replace the versions (security fixes), so a pin
+# would stop building; what Python and PostgreSQL this gives is recorded in the algoperf
+# image (versions.json) and in PostgreSQL's log line.
 # The mirror debootstrap used (plain http: apt checks the packages' signatures itself).
+# hadolint ignore=DL3008
 RUN echo "deb ${MIRROR} bookworm main" > /etc/apt/sources.list \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
