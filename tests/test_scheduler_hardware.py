@@ -201,3 +201,25 @@ def test_progress_view_shows_counts_steps_time_and_best_metric() -> None:
     assert "queued: 1" in text and "running: 1" in text and "finished: 1" in text
     assert "812" in text and "12.3 / 60" in text and "0.8731" in text and "pid 4242 (resumed x1)" in text
     assert "mnist1d trial 2" not in text  # queued trials are counted, not listed
+
+
+def test_built_in_submissions_travel_to_workers_by_name(tmp_path) -> None:
+    """A laptop's path to a built-in submission (its checkout) means nothing in a worker's
+    container; the name does. A user's own submission folder keeps its absolute path."""
+    import shutil
+
+    from algoperf.campaign.plan import plan_trials
+    from algoperf.campaign.ray_executor import _portable_fields
+    from algoperf.submission import load_submission
+
+    def portable(submission) -> str:
+        [config] = plan_trials(submission, ["mnist1d"], ruleset="external", studies=1, trials=1, seed=0,
+                               experiment_dir=tmp_path / "exp", experiment_name="e", hyperparameters=None,
+                               max_steps=1, data_dir=None, workload_kwargs=None, budget_factor=None)
+        return _portable_fields(config)["submission"]
+
+    built_in = load_submission("nadamw")
+    assert portable(built_in) == "nadamw"
+    own = tmp_path / "mine" / "nadamw"  # same folder name, not the installed one
+    shutil.copytree(built_in.path.parent, own)
+    assert portable(load_submission(own)) == str((own / "submission.py").resolve())

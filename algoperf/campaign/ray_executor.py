@@ -234,9 +234,12 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
                 f"the trial observer factory {observer_factory!r} cannot be sent to Ray workers "
                 f"({type(e).__name__}: {e}); make it a picklable callable (e.g. a dataclass method)"
             ) from e
+    # On the driver's own node, strictly: with soft affinity Ray 2.60 places a num_cpus=0
+    # actor on a worker when the driver's node offers no CPU (a head started with
+    # --num-cpus=0), and the board then dies with that worker, failing the retried trial.
     board = (
         ray.remote(ProgressBoard)
-        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True))
+        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False))
         .remote(next(iter(kinds), None), allow_mixed)
     )
     task = ray.remote(max_calls=1)(_run_trial_task)
@@ -342,12 +345,27 @@ def _portable_fields(config: TrialConfig) -> dict[str, Any]:
 
     (On a cluster these paths must name the same shared folder on every node.)
     """
+    from algoperf import registry
+
     fields = dataclasses.asdict(config)
     for name in ("experiment_dir", "data_dir", "submission"):
         value = fields.get(name)
         if value is not None and (name != "submission" or Path(value).exists()):
             fields[name] = str(Path(value).expanduser().resolve())
+    # A built-in submission travels by name: each node finds it in its own installation
+    # (a laptop's editable checkout and a container's site-packages differ in path).
+    builtin = _builtin_name(fields.get("submission"), registry)
+    if builtin is not None:
+        fields["submission"] = builtin
     return fields
+
+
+def _builtin_name(path: str | None, registry: Any) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    file = Path(path).resolve()
+    name = file.parent.name
+    return name if name in registry.submission_names() and registry.resolve_submission(name) == file else None
 
 
 def _collect(ref: Any, config: TrialConfig) -> TrialOutcome:
