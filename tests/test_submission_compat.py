@@ -318,3 +318,16 @@ def test_the_published_v05_baseline_trains_mnist1d_unmodified(tmp_path):
     assert result.status != "failed", result.error
     evals = read_evals(config.path)
     assert evals[-1]["global_step"] == 30 and evals[-1]["validation/loss"] < evals[0]["validation/loss"]
+
+
+def test_replicate_without_pmap_is_jit_style(tmp_path):
+    """A published jit-style submission calls flax's replicate on its optimizer state and
+    steps with jax.jit: only a pmap makes a submission pmap-style."""
+    from algoperf.compat.style import detect_style
+
+    path = tmp_path / "submission.py"
+    path.write_text("from flax import jax_utils\nimport jax\n\ndef init(s):\n    return jax_utils.replicate(s)\n\nstep = jax.jit(lambda x: x)\n")
+    choice = detect_style(path)
+    assert choice.style == "jit" and "jax_utils.replicate" in choice.reason
+    path.write_text(path.read_text() + "pstep = jax.pmap(lambda x: x, axis_name='batch')\n")
+    assert detect_style(path).style == "pmap"
