@@ -146,6 +146,9 @@ def test_loss_and_perplexity_by_hand():
     )
     assert metrics["ppl"] == pytest.approx(4.0, rel=1e-5)
     assert metrics["loss"] == pytest.approx(2 * math.log(2), rel=1e-5)
+    # A diverged model (mean NLL beyond exp's range) gives a huge perplexity, not an OverflowError.
+    diverged = w.reduce_eval_outputs([{"loss": np.float32(2000.0), "num_tokens": np.float32(1.0)}])
+    assert diverged["ppl"] > 1e300 and diverged["loss"] == 2000.0
     # A masked row counts for nothing; smoothing eps puts eps/V on every class.
     two_rows = jnp.concatenate([logits, jnp.zeros_like(logits)])
     masked = token_cross_entropy(jnp.zeros((2, 2), jnp.int32), two_rows, jnp.array([1.0, 0.0]))

@@ -151,7 +151,7 @@ class CharlmWorkload(ArrayWorkload):
         total = float(np.sum([o["loss"] for o in outputs], dtype=np.float64))
         tokens = float(np.sum([o["num_tokens"] for o in outputs], dtype=np.float64))
         loss = total / tokens
-        return {"loss": loss, "ppl": math.exp(loss)}
+        return {"loss": loss, "ppl": math.exp(min(loss, 700.0))}  # a diverged model: a huge perplexity, not OverflowError
 
 
 class CharlmPostLnWorkload(CharlmWorkload):
