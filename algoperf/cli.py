@@ -136,6 +136,7 @@ def run(
     from algoperf import registry
     from algoperf.campaign.plan import MixedHardwareError, plan_trials, run_local
     from algoperf.runner.observers import ConsoleObserver, combine_observers
+    from algoperf.runner.trial_log import TRACEBACK_FILE
     from algoperf.spec import DataNotFoundError
     from algoperf.submission.batch_size import parse_overrides as parse_batch_size_overrides
     from algoperf.submission.loading import SubmissionError, load_submission
@@ -199,9 +200,9 @@ def run(
     not_ok = ("failed", "error", "refused", "lost")  # error/refused/lost: Ray trials that did not run to their end
     failed = [row for row in rows if row["status"] in not_ok]
     for row in failed:
-        reason = row.get("error_summary") or str(row.get("error") or "").strip().splitlines()[0:1]
-        where = f" (traceback: {Path(row['trial_dir']) / 'traceback.txt'})" if row.get("error_summary") else ""
-        console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {reason if isinstance(reason, str) else ''.join(reason)}{where}", highlight=False)
+        reason = row.get("error_summary") or next(iter(str(row.get("error") or "").strip().splitlines()), "")
+        where = f" (traceback: {Path(row['trial_dir']) / TRACEBACK_FILE})" if row.get("error_summary") else ""
+        console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {reason}{where}", highlight=False)
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} trials did not run to their end[/] (each is recorded in its trial folder; rerunning the command runs them again)", highlight=False)
         raise typer.Exit(1)

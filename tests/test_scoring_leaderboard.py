@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from algoperf.scoring import ScoringOptions, load_targets, read_logs, score_records
-from algoperf.scoring.command import score as score_command
+from tests.test_scoring import cli
 
 LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "algoperf_leaderboard_logs"
 
@@ -131,15 +130,8 @@ def test_missing_base_workload_as_miss_rescales_the_exact_score(v06_external):
 
 
 def test_cli_reproduces_the_leaderboard_as_json():
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    app.command("score")(score_command)
     result = CliRunner().invoke(
-        app,
+        cli(),
         [
             "score",
             "--logs",
@@ -173,19 +165,8 @@ def test_cli_reproduces_the_leaderboard_as_json():
 # --- no flags: the version, its targets and its rules come from the tree ----------------
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    app.command("score")(score_command)
-    return app
-
-
 def _score_json(*args: str) -> tuple[dict, str]:
-    result = CliRunner().invoke(_cli(), ["score", *args, "--json", "--bootstrap", "0"])
+    result = CliRunner().invoke(cli(), ["score", *args, "--json", "--bootstrap", "0"])
     assert result.exit_code == 0, result.stderr
     (ruleset,) = json.loads(result.stdout)["rulesets"]
     return ruleset, result.stderr
@@ -232,7 +213,7 @@ def test_published_tree_with_its_stray_entries_scores_the_same(tmp_path):
     (skipped,) = [w for w in stderr.splitlines() if "not a study, workload or trial folder" in w]
     assert "skipped 4 entries" in skipped and "baseline/study_0/criteo1tb_jax.log" in skipped
     assert "shampoo/study_1/finewebedu_lm_pytorch" in skipped and "baseline/study_0/trial_1" in skipped
-    strict = CliRunner().invoke(_cli(), ["score", "--logs", str(root), "--strict"])
+    strict = CliRunner().invoke(cli(), ["score", "--logs", str(root), "--strict"])
     assert strict.exit_code == 2 and "Traceback" not in strict.stderr
     assert "baseline/study_0/trial_1" in strict.stderr
 

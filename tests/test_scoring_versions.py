@@ -13,27 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from algoperf.scoring import ScoringError, bootstrap, read_logs, score_records, targets_from_dict
-from algoperf.scoring.command import score as score_command
 from algoperf.scoring.profile import study_times
 from algoperf.scoring.versions import VERSIONS, choose_version, default_targets, get_version
-from tests.test_scoring import TOY, write_trial
+from tests.test_scoring import TOY, cli, write_trial
 
 H = 3 / 99  # spacing of AlgoPerf's 100-point tau grid on [1, 4]
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """Test app."""
-
-    app.command("score")(score_command)
-    return app
 
 
 def tree_with_strays(root: Path) -> Path:

@@ -27,12 +27,17 @@ class StyleChoice:
     axis_name: str | None = None
 
 
-def _pmap_signs(source: str, filename: str) -> list[str]:
-    """Where ``source`` uses pmap or flax's per-device replication ("file:line what")."""
+def _parse(path: Path) -> ast.Module | None:
+    """The syntax tree of ``path``; None for a file that does not parse (its import fails later,
+    with the submission loader's message)."""
     try:
-        tree = ast.parse(source, filename)
+        return ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
     except SyntaxError:
-        return []
+        return None
+
+
+def _pmap_signs(tree: ast.Module, filename: str) -> list[str]:
+    """Where ``tree`` uses pmap or flax's per-device replication ("file:line what")."""
     signs = []
     for node in ast.walk(tree):
         what = None
@@ -55,12 +60,8 @@ def _is_pmap(node: ast.AST) -> bool:
     return isinstance(node, ast.Attribute) and node.attr == "pmap" or isinstance(node, ast.Name) and node.id == "pmap"
 
 
-def pmap_axis_names(source: str) -> set[str]:
+def pmap_axis_names(tree: ast.Module) -> set[str]:
     """The constant ``axis_name=`` values of ``jax.pmap(...)`` and ``partial(jax.pmap, ...)`` calls."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and (_is_pmap(node.func) or any(_is_pmap(a) for a in node.args)):
@@ -69,12 +70,8 @@ def pmap_axis_names(source: str) -> set[str]:
     return names
 
 
-def _imported_names(source: str) -> set[str]:
-    """Every component of every module name ``source`` imports."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
+def _imported_names(tree: ast.Module) -> set[str]:
+    """Every component of every module name ``tree`` imports."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -88,13 +85,14 @@ def _imported_names(source: str) -> set[str]:
 def detect_style(path: Path) -> StyleChoice:
     """The convention of the submission file ``path``: its own source, then the helper
     modules of its folder that it imports (a pmap step may live in a helper)."""
-    source = path.read_text(encoding="utf-8", errors="replace")
-    imported = _imported_names(source)
+    tree = _parse(path)
+    imported = _imported_names(tree) if tree is not None else set()
     helpers = sorted(p for p in path.parent.glob("*.py") if p != path and p.stem in imported)
-    texts = [(path, source), *((p, p.read_text(encoding="utf-8", errors="replace")) for p in helpers)]
-    axis_names = set().union(*(pmap_axis_names(text) for _, text in texts))
+    parsed = [(path, tree), *((helper, _parse(helper)) for helper in helpers)]
+    trees = [(file, t) for file, t in parsed if t is not None]
+    axis_names = set().union(*(pmap_axis_names(t) for _, t in trees))
     axis_name = axis_names.pop() if len(axis_names) == 1 else None
-    signs = [sign for file, text in texts for sign in _pmap_signs(text, str(file))]
+    signs = [sign for file, t in trees for sign in _pmap_signs(t, str(file))]
     # A pmap makes it pmap-style; flax's replicate alone does not (a published jit-style
     # submission replicates its optimizer state and steps with jax.jit).
     if any("pmap" in sign for sign in signs):

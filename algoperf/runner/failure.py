@@ -14,8 +14,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACEBACK_FILE = "traceback.txt"
-
 # (pattern on "ExceptionType: message", the cause in words). First match wins.
 KNOWN_CAUSES: tuple[tuple[str, str], ...] = (
     (r"unbound axis name|axis name .* (is )?not bound|pmap.*inconsistent sizes|cannot select an axis to squeeze out",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import hardware
-from algoperf.runner.failure import TRACEBACK_FILE, describe_failure
+from algoperf.runner.failure import describe_failure
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.trial_log import TrialLog
 from algoperf.runner.types import FAILED, TrialConfig, TrialResult
@@ -54,7 +54,7 @@ def record_setup_failure(
         best_validation=None, trial_dir=str(config.path), workload=config.workload, submission=submission.name,
         seed=config.seed, error=failure.details(), error_summary=failure.summary(),
     )
-    (config.path / TRACEBACK_FILE).write_text(failure.traceback)
+    log.write_traceback(failure.traceback)
     log.write_result(result.to_dict())
     if observer:
         observer.on_end(result)

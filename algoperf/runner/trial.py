@@ -35,7 +35,7 @@ import numpy as np
 from algoperf import jax_sharding_utils, registry, spec
 from algoperf.runner import checkpoint
 from algoperf.runner.clock import TrialClock
-from algoperf.runner.failure import TRACEBACK_FILE, TrialFailure, describe_failure
+from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.metrics_logger import MetricsLogger
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.records import record_setup_failure, trial_meta
@@ -127,7 +127,7 @@ def run_trial(
     result = state.result()
     log.append_submission_metrics(metrics_logger.drain())
     if state.failure is not None:
-        (config.path / TRACEBACK_FILE).write_text(state.failure.traceback)
+        log.write_traceback(state.failure.traceback)
     log.write_result(result.to_dict())
     if observer:
         observer.on_end(result)

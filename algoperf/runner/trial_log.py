@@ -25,6 +25,7 @@ EVAL_FILE = "eval_measurements.csv"
 HPARAMS_FILE = "hparams.json"
 RESULT_FILE = "trial_result.json"
 SUBMISSION_METRICS_FILE = "submission_metrics.jsonl"
+TRACEBACK_FILE = "traceback.txt"  # a failed trial's full traceback
 
 
 def trial_dir(experiment_dir: str | Path, experiment_name: str, workload: str, trial: int, study: int | None = None) -> Path:
@@ -86,6 +87,9 @@ class TrialLog:
         with (self.path / SUBMISSION_METRICS_FILE).open("a") as f:
             for step, name, value in rows:
                 f.write(json.dumps({"step": step, "name": name, "value": value}) + "\n")
+
+    def write_traceback(self, text: str) -> None:
+        (self.path / TRACEBACK_FILE).write_text(text)
 
     def write_result(self, result: dict[str, Any]) -> None:
         _write_json_atomic(self.path / RESULT_FILE, result)

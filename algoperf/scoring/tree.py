@@ -172,8 +172,7 @@ def _workload(
         return found
     for other in others:
         issues.add(OTHER_FOLDER, other)
-    for f in files:
-        issues.add(STRAY_FILE, Path(f.path))
+    _stray_files(files, issues)
     return found
 
 
@@ -185,11 +184,19 @@ def _study(submission: str, study: int, path: Path, issues: ReadIssues) -> list[
         if WORKLOAD.fullmatch(f.name):
             found += _workload(submission, study, Path(f.path), issues)
         else:
-            kind = MISPLACED_TRIAL if TRIAL.fullmatch(f.name) else OTHER_FOLDER
-            issues.add(kind, Path(f.path))
+            _stray_folder(f, issues)
+    _stray_files(files, issues)
+    return found
+
+
+def _stray_folder(folder: os.DirEntry, issues: ReadIssues) -> None:
+    """A folder where a study or workload folder was expected: a misplaced trial, or other."""
+    issues.add(MISPLACED_TRIAL if TRIAL.fullmatch(folder.name) else OTHER_FOLDER, Path(folder.path))
+
+
+def _stray_files(files: list[os.DirEntry], issues: ReadIssues) -> None:
     for f in files:
         issues.add(STRAY_FILE, Path(f.path))
-    return found
 
 
 def _kind(folders: list[os.DirEntry]) -> str:
@@ -210,10 +217,8 @@ def _submission(name: str, path: Path, issues: ReadIssues) -> list[TrialFolder]:
         if m is not None:
             found += _study(name, int(m[1]), Path(f.path), issues)
         else:
-            kind = MISPLACED_TRIAL if TRIAL.fullmatch(f.name) else OTHER_FOLDER
-            issues.add(kind, Path(f.path))
-    for f in files:
-        issues.add(STRAY_FILE, Path(f.path))
+            _stray_folder(f, issues)
+    _stray_files(files, issues)
     return found
 
 
@@ -250,10 +255,8 @@ def discover_trials(root: str | Path, issues: ReadIssues | None = None) -> list[
             _kind(_entries(Path(g.path))[0]) in ("studies", "workloads") for g in sub_folders
         ):
             nested.append(Path(f.path))
-        kind = MISPLACED_TRIAL if TRIAL.fullmatch(f.name) else OTHER_FOLDER
-        issues.add(kind, Path(f.path))
-    for f in files:
-        issues.add(STRAY_FILE, Path(f.path))
+        _stray_folder(f, issues)
+    _stray_files(files, issues)
     if not found:
         hint = (
             f"; {root} seems to hold one folder per ruleset ({', '.join(p.name for p in nested)}): "
