@@ -412,10 +412,12 @@ def _node_ip() -> str:
 
 
 def _register_optional_commands() -> None:
+    from algoperf.leaderboards.command import leaderboard_app
     from algoperf.tracking.commands import mlflow_app, ui
 
     app.command("ui")(ui)
     app.add_typer(mlflow_app, name="mlflow")
+    app.add_typer(leaderboard_app, name="leaderboard")
     try:
         from algoperf.scoring.command import score
     except ImportError:

@@ -1,0 +1,177 @@
+"""How well does the small suite predict the published ranking? Rank agreement with intervals.
+
+The small-suite score of each entry comes from the shipped logs, scored exactly as
+``algoperf score --logs <leaderboard logs>`` scores them (AlgoPerf v0.6 rules, our registry's
+small-suite targets). Against the published full-scale scores it reports:
+
+* Kendall's tau-b (pairs ordered alike minus pairs ordered the other way, over the pairs,
+  with the tie correction) and Spearman's rho (Pearson correlation of the ranks);
+* top-1 agreement: does the small suite put the published winner first;
+* intervals from the scoring bootstrap: each replicate redraws, per entry and workload, the
+  trials (two-stage: studies, then trials within them; with one study that is the trials),
+  rescores everything, and recomputes tau and rho against the fixed published scores. The
+  percentile interval says how much of the agreement is luck of the trials we ran;
+* per small workload: the ranking that workload alone gives (its time-to-target profile
+  score) against the published ranking, to see which workloads carry the agreement.
+
+A workload enters the score only when every entry has logs for it, so a campaign in
+progress is scored on the same workloads for everyone; the report names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from algoperf.leaderboards import Leaderboard, reference_records
+from algoperf.scoring.bootstrap import bootstrap
+from algoperf.scoring.profile import score_records
+from algoperf.scoring.targets import registry_targets
+from algoperf.scoring.versions import get_version
+
+RULES_VERSION = "0.6"  # what `algoperf score` applies to our own logs by default
+
+
+@dataclass
+class Agreement:
+    """Rank agreement of one set of small-suite scores with the published ones."""
+
+    n: int
+    kendall_tau: float
+    spearman_rho: float
+    top1: bool
+    tau_interval: tuple[float, float] | None = None
+    rho_interval: tuple[float, float] | None = None
+    top1_share: float | None = None  # share of bootstrap replicates with the published winner first
+
+
+@dataclass
+class ValidityReport:
+    board: str
+    entries: list[str]
+    workloads: list[str]
+    missing: dict[str, list[str]]  # entry -> workloads without logs (left out of everyone's score)
+    small_scores: dict[str, float]
+    small_intervals: dict[str, tuple[float, float]]
+    published: dict[str, float]
+    overall: Agreement
+    per_workload: dict[str, Agreement] = field(default_factory=dict)
+    n_bootstrap: int = 0
+    confidence: float = 0.95
+
+
+def agreement(small: dict[str, float], published: dict[str, float]) -> Agreement:
+    """Kendall tau-b, Spearman rho and top-1 of ``small`` against ``published`` (shared names)."""
+    names = sorted(set(small) & set(published))
+    if len(names) < 3:
+        raise ValueError(f"rank agreement needs at least 3 entries in both, got {len(names)}")
+    a = np.array([small[n] for n in names])
+    b = np.array([published[n] for n in names])
+    tau = stats.kendalltau(a, b).statistic
+    rho = stats.spearmanr(a, b).statistic
+    winner = names[int(np.argmax(b))]
+    top1 = bool(a[names.index(winner)] >= a.max())
+    return Agreement(n=len(names), kendall_tau=_num(tau), spearman_rho=_num(rho), top1=top1)
+
+
+def _num(x: float) -> float:
+    return float(x) if np.isfinite(x) else 0.0  # constant scores: no rank information
+
+
+def _entry(submission: str, board: Leaderboard) -> str:
+    return submission.removeprefix(f"{board.prefix}/")
+
+
+def complete_workloads(records, board: Leaderboard) -> tuple[list[str], dict[str, list[str]]]:
+    """Workloads every entry has logs for, and what each entry lacks."""
+    have: dict[str, set[str]] = {}
+    for r in records:
+        have.setdefault(_entry(r.submission, board), set()).add(r.workload)
+    every = set.intersection(*have.values()) if have else set()
+    union = set.union(*have.values()) if have else set()
+    missing = {e: sorted(union - w) for e, w in have.items() if union - w}
+    return sorted(every), missing
+
+
+def validity_report(
+    board: Leaderboard, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> ValidityReport:
+    """Score the shipped logs and compare their ranking with the published one."""
+    records = reference_records(board)
+    workloads, missing = complete_workloads(records, board)
+    if not workloads:
+        raise ValueError(f"no workload has logs of every entry of {board.name} yet")
+    records = [r for r in records if r.workload in workloads]
+    version = get_version(RULES_VERSION)
+    targets = registry_targets()
+    published = board.published_scores()
+
+    def scored(names: list[str]):
+        options = version.options("external", workloads=tuple(names))
+        result = score_records(records, targets, options)
+        entries = [_entry(s, board) for s in result.submissions]
+        return result, entries
+
+    result, entries = scored(workloads)
+    small = dict(zip(entries, map(float, result.score), strict=True))
+    overall = agreement(small, published)
+    boot = bootstrap(result, n=n_bootstrap, seed=seed, confidence=confidence, level="trials")
+    taus, rhos, tops = [], [], []
+    for replicate in boot.samples:
+        a = agreement(dict(zip(entries, map(float, replicate), strict=True)), published)
+        taus.append(a.kendall_tau)
+        rhos.append(a.spearman_rho)
+        tops.append(a.top1)
+    alpha = (1 - confidence) / 2
+    overall.tau_interval = tuple(np.quantile(taus, [alpha, 1 - alpha]).tolist())
+    overall.rho_interval = tuple(np.quantile(rhos, [alpha, 1 - alpha]).tolist())
+    overall.top1_share = float(np.mean(tops))
+    report = ValidityReport(
+        board=board.name, entries=entries, workloads=workloads, missing=missing, small_scores=small,
+        small_intervals={e: tuple(map(float, boot.interval[i])) for i, e in enumerate(entries)},
+        published={e: published[e] for e in entries if e in published}, overall=overall,
+        n_bootstrap=n_bootstrap, confidence=confidence,
+    )
+    if len(workloads) > 1:
+        for w in workloads:
+            one, names = scored([w])
+            report.per_workload[w] = agreement(dict(zip(names, map(float, one.score), strict=True)), published)
+    return report
+
+
+def _interval(iv: tuple[float, float] | None) -> str:
+    return f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else ""
+
+
+def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
+    """The report as a Markdown section (docs/validity.md embeds it)."""
+    o = report.overall
+    pct = round(report.confidence * 100)
+    lines = [
+        f"Leaderboard `{report.board}`: {o.n} entries scored on {len(report.workloads)} small-suite "
+        f"workloads ({', '.join(report.workloads)}); {report.n_bootstrap} bootstrap replicates over trials, "
+        f"{pct}% intervals.",
+        "",
+        "| measure | small suite vs published v0.5 |" + (" AlgoPerf's qualification set |" if proxy else ""),
+        "| --- | --- |" + (" --- |" if proxy else ""),
+        f"| Kendall tau | {o.kendall_tau:.3f}{_interval(o.tau_interval)} |" + (f" {proxy.get('kendall_tau', '-')} |" if proxy else ""),
+        f"| Spearman rho | {o.spearman_rho:.3f}{_interval(o.rho_interval)} |" + (f" {proxy.get('spearman_rho', '-')} |" if proxy else ""),
+        f"| published winner first | {'yes' if o.top1 else 'no'} (in {o.top1_share:.0%} of replicates) |" + (" - |" if proxy else ""),
+        "",
+        "| entry | small-suite score [interval] | published score |",
+        "| --- | --- | --- |",
+    ]
+    for e in sorted(report.entries, key=lambda e: -report.small_scores[e]):
+        lo, hi = report.small_intervals[e]
+        pub = report.published.get(e)
+        lines.append(f"| {e} | {report.small_scores[e]:.4f} [{lo:.4f}, {hi:.4f}] | {pub if pub is not None else '-'} |")
+    if report.per_workload:
+        lines += ["", "| small workload alone | Kendall tau | Spearman rho | winner first |", "| --- | --- | --- | --- |"]
+        for w, a in report.per_workload.items():
+            lines.append(f"| {w} | {a.kendall_tau:.3f} | {a.spearman_rho:.3f} | {'yes' if a.top1 else 'no'} |")
+    if report.missing:
+        lines += ["", "Left out of every entry's score (not yet run for some entries): "
+                  + "; ".join(f"{e}: {', '.join(ws)}" for e, ws in sorted(report.missing.items()))]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""Shipped reference leaderboards and the small suite's validity report."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from algoperf.leaderboards import LEADERBOARDS, get_leaderboard, reference_records
+from algoperf.leaderboards.validity import (
+    agreement,
+    complete_workloads,
+    render_markdown,
+    validity_report,
+)
+from algoperf.scoring.errors import ScoringError
+
+# (metric column, value that misses, value that reaches) under the registry's small-suite targets
+METRICS = {"mnist1d": ("validation/accuracy", 0.5, 0.95), "ctr": ("validation/loss", 0.6, 0.40)}
+
+
+def write_trial(folder: Path, workload: str, hit_at: float | None) -> None:
+    """An AlgoPerf-format trial: evals at 1, 2, 3, ... s; the target reached from ``hit_at`` on."""
+    column, miss, hit = METRICS[workload]
+    folder.mkdir(parents=True)
+    rows = ["global_step,accumulated_submission_time,accumulated_eval_time,accumulated_logging_time,total_duration,"
+            f"preemption_count,{column}"]
+    for t in range(1, 21):
+        value = hit if hit_at is not None and t >= hit_at else miss
+        rows.append(f"{10 * t},{float(t)},0.1,0.0,{t + 0.5},0,{value}")
+    (folder / "eval_measurements.csv").write_text("\n".join(rows) + "\n")
+
+
+def make_board(tmp_path: Path, times: dict[str, dict[str, list[float | None]]], published: dict[str, float]):
+    import json
+
+    folder = tmp_path / "board"
+    for entry, per_workload in times.items():
+        for workload, trials in per_workload.items():
+            for i, t in enumerate(trials, start=1):
+                write_trial(folder / "logs" / entry / f"{workload}_jax" / f"trial_{i}", workload, t)
+    (folder / "published_scores.json").write_text(json.dumps({"scores": published}))
+    return replace(LEADERBOARDS["small-suite-v05"], folder=folder)
+
+
+def test_agreement_matches_hand_computed_tau_and_rho():
+    # small ranks a>b>c>d; published a>b>d>c: 5 of 6 pairs agree -> tau (5-1)/6; rho 1-6*2/(4*15)
+    small = {"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.0}
+    published = {"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.2, "unscored": 0.5}
+    a = agreement(small, published)
+    assert a.n == 4
+    assert a.kendall_tau == pytest.approx(4 / 6)
+    assert a.spearman_rho == pytest.approx(0.8)
+    assert a.top1
+    assert not agreement({"a": 0.0, "b": 2.0, "c": 1.0}, {"a": 0.9, "b": 0.8, "c": 0.1}).top1
+
+
+def test_agreement_needs_three_shared_entries():
+    with pytest.raises(ValueError, match="at least 3"):
+        agreement({"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 0.0, "c": 2.0})
+
+
+def test_small_suite_ordered_like_published_gives_tau_one(tmp_path):
+    published = {"fast": 0.8, "mid": 0.6, "slow": 0.4, "never": 0.0}
+    board = make_board(tmp_path, {
+        "fast": {"mnist1d": [2, 3, 2], "ctr": [2, 2, 4]},
+        "mid": {"mnist1d": [3, 4, 5], "ctr": [3, 5, 3]},
+        "slow": {"mnist1d": [5, 6, 7], "ctr": [6, 6, 7]},
+        "never": {"mnist1d": [None] * 3, "ctr": [None] * 3},
+    }, published)
+    report = validity_report(board, n_bootstrap=200)
+    assert report.workloads == ["ctr", "mnist1d"]
+    assert report.overall.kendall_tau == pytest.approx(1.0)
+    assert report.overall.top1
+    assert report.small_scores["never"] == 0.0
+    assert report.small_scores["fast"] > report.small_scores["mid"] > report.small_scores["slow"]
+    lo, hi = report.overall.tau_interval
+    assert lo <= 1.0 <= hi + 1e-12
+    assert set(report.per_workload) == {"ctr", "mnist1d"}
+    text = render_markdown(report, {"kendall_tau": 0.745})
+    assert "| Kendall tau | 1.000" in text and "0.745" in text
+
+
+def test_reversed_small_suite_gives_negative_tau_and_workloads_scored_only_where_everyone_ran(tmp_path):
+    published = {"a": 0.8, "b": 0.6, "c": 0.4}
+    board = make_board(tmp_path, {
+        "a": {"mnist1d": [7, 8], "ctr": [2]},
+        "b": {"mnist1d": [4, 5]},
+        "c": {"mnist1d": [2, 2]},
+    }, published)
+    records = reference_records(board)
+    assert {r.submission for r in records} == {"v0.5/a", "v0.5/b", "v0.5/c"}
+    workloads, missing = complete_workloads(records, board)
+    assert workloads == ["mnist1d"] and missing == {"b": ["ctr"], "c": ["ctr"]}
+    report = validity_report(board, n_bootstrap=50)
+    assert report.overall.kendall_tau == pytest.approx(-1.0)
+    assert not report.overall.top1
+    assert "b: ctr" in render_markdown(report)
+
+
+def test_unknown_leaderboard_names_the_shipped_ones():
+    with pytest.raises(ScoringError, match="small-suite-v05"):
+        get_leaderboard("nope")
+
+
+def test_shipped_published_scores_are_the_v05_external_leaderboard():
+    scores = get_leaderboard("small-suite-v05").published_scores()
+    assert len(scores) == 11
+    assert max(scores, key=scores.get) == "shampoo_submission"
