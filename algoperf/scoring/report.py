@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from algoperf.scoring.bootstrap import BootstrapResult
+from algoperf.scoring.cost import CampaignCost, write_cost_csv
 from algoperf.scoring.profile import TAU_MAX, ScoreResult, profile_steps, study_times
 
 RULESET_TITLES = {"external": "external tuning", "self": "self-tuning"}
@@ -46,6 +47,7 @@ class RulesetReport:
     warnings: list[str] = field(default_factory=list)
     benchmark_version: str | None = None
     version_reason: str | None = None  # why that version (inferred from what)
+    cost: CampaignCost | None = None  # compute cost of the trials scored
 
     @property
     def ruleset(self) -> str:
@@ -74,6 +76,12 @@ def format_time(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def format_hours(device_s: float) -> str:
+    """Device-seconds as device-hours: ``0.0123``, ``12.3``, ``9,170``."""
+    h = device_s / 3600
+    return f"{h:,.0f}" if h >= 100 else f"{h:.3g}"
+
+
 def _num(x: float) -> float | None:
     """A JSON number, None for inf/NaN."""
     x = float(x)
@@ -95,6 +103,10 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
             "rank": rank_of[i],
             "score": float(res.score[i]),
             "interval": None if boot is None else [float(v) for v in boot.interval[i]],
+            "p_rank_1": None if boot is None or boot.p_first is None else float(boot.p_first[i]),
+            "rank_interval": None
+            if boot is None or boot.rank_interval is None
+            else [int(v) for v in boot.rank_interval[i]],
             "score_exact": float(res.score_exact[i]),
             "score_trapezoid": float(res.score_trapezoid[i]),
             "times": {w: _num(res.times[i, j]) for j, w in enumerate(workloads)},
@@ -109,6 +121,8 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
                 if boot is None or boot.speedup_interval is None
                 else [float(v) for v in boot.speedup_interval[i]]
             )
+        if report.cost is not None:
+            entry["cost"] = _cost_entry(report.cost, res.submissions[i], workloads)
         subs.append(entry)
     flips = []
     if boot is not None:
@@ -145,9 +159,37 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
             "confidence": boot.confidence,
         },
         "submissions": subs,
+        "cost_total": None
+        if report.cost is None
+        else {"device_s": report.cost.total_device_s, "device_h": report.cost.total_device_s / 3600,
+              "usd": report.cost.total_usd, "notes": list(report.cost.notes)},
         "order_flips": flips,
         "warnings": list(report.warnings),
     }
+
+
+def _cost_entry(cost: CampaignCost, sub: str, workloads: Sequence[str]) -> dict[str, Any]:
+    """Device-seconds of one submission: split, in total, per workload, to target."""
+    row = cost.sums("submission").get((sub,), {})
+    per_w = cost.sums("workload")
+    return {
+        "train_device_s": row.get("train"),
+        "eval_device_s": row.get("eval"),
+        "overhead_device_s": row.get("overhead"),
+        "device_s": row.get("total"),
+        "device_h": None if not row else row["total"] / 3600,
+        "usd": _num(row["usd"]) if row and cost.options.prices else None,
+        "workloads": {w: per_w.get((sub, w), {}).get("total") for w in workloads},
+        "to_target_device_s": {w: cost.to_target.get((sub, w)) for w in workloads},
+    }
+
+
+def rank_text(boot: BootstrapResult | None, i: int) -> tuple[str, str]:
+    """(P(1st), rank interval) cells of submission ``i``: ``"0.62"``, ``"1-3"``."""
+    if boot is None or boot.p_first is None or boot.rank_interval is None:
+        return "-", "-"
+    lo, hi = boot.rank_interval[i]
+    return f"{boot.p_first[i]:.2f}", f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def reports_to_json(reports: Sequence[RulesetReport]) -> str:
@@ -175,6 +217,11 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
     table.add_column("submission", no_wrap=True)
     ci = f" [{boot.confidence:.0%} CI]" if boot is not None else ""
     table.add_column("score" + ci, justify="right", no_wrap=True)
+    if boot is not None:
+        table.add_column("P(1st)", justify="right", no_wrap=True)
+        table.add_column("rank" + ci, justify="right", no_wrap=True)
+    if report.cost is not None:
+        table.add_column("device-h", justify="right", no_wrap=True)
     if res.speedup is not None:
         table.add_column(f"speedup vs {res.baseline}", justify="right", no_wrap=True)
     for w in res.workloads:
@@ -185,6 +232,11 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
             res.submissions[i],
             format_score(res.score[i], None if boot is None else boot.interval[i], digits),
         ]
+        if boot is not None:
+            cells += list(rank_text(boot, i))
+        if report.cost is not None:
+            total = report.cost.sums("submission").get((res.submissions[i],), {}).get("total", 0.0)
+            cells.append(format_hours(total))
         if res.speedup is not None:
             sp = f"{res.speedup[i]:.3f}"
             if boot is not None and boot.speedup_interval is not None:
@@ -207,7 +259,18 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
         "held-out: its held-out variant missed"
     )
     if boot is not None:
-        caption += f"; CI: {boot.n} bootstrap replicates resampling {boot.level} (seed {boot.seed})"
+        caption += (
+            f"; CI: {boot.n} bootstrap replicates resampling {boot.level} (seed {boot.seed}); "
+            "P(1st): share of replicates ranking it first"
+        )
+    if report.cost is not None:
+        caption += "; device-h: devices x wall time of all its trials (training, eval, overhead)"
+        if report.cost.total_usd is not None:
+            caption += f"; campaign total {format_hours(report.cost.total_device_s)} device-h = USD {report.cost.total_usd:.2f}"
+        else:
+            caption += f"; campaign total {format_hours(report.cost.total_device_s)} device-h"
+        if report.cost.notes:
+            caption += "; " + "; ".join(report.cost.notes)
     table.caption = caption
     table.caption_justify = "left"
     console.print(table)
@@ -254,6 +317,10 @@ def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
                 "speedup",
                 "speedup_lo",
                 "speedup_hi",
+                "p_rank_1",
+                "rank_lo",
+                "rank_hi",
+                "device_s",
             ]
         )
         times = csv.writer(f_times)
@@ -292,6 +359,9 @@ def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
                         sub.get("speedup"),
                         slo,
                         shi,
+                        sub["p_rank_1"],
+                        *(sub["rank_interval"] or (None, None)),
+                        (sub.get("cost") or {}).get("device_s"),
                     ]
                 )
             st = study_times(res.table.trial_times, res.table.choice_keys())
@@ -377,6 +447,8 @@ def write_outputs(reports: Sequence[RulesetReport], out: str | Path, digits: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = write_csvs(reports, out)
+    if any(rep.cost is not None for rep in reports):
+        paths.append(write_cost_csv(reports, out / "cost.csv"))
     json_path = out / "scores.json"
     json_path.write_text(reports_to_json(reports) + "\n")
     paths.append(json_path)
