@@ -13,8 +13,9 @@ correct for multiplicity when many comparisons are made at once.
 * else the trials of their single study (trial j with trial j, the first U_w), treating
   them as seeds; the workload's time is the fastest of the units, the study's choice.
 
-A miss (inf) is replaced by the workload's runtime budget + 1 s (as for speedups), or,
-without a known budget, by 4x the slowest finite time logged on it by anyone.
+In time ratios a miss (inf) counts as the workload's runtime budget + 1 s (as for
+speedups), or, without a known budget, 4x the slowest finite time logged on it by
+anyone; scores keep misses as misses.
 
 **Statistics.** Per workload, the log time ratio d_w = log(T_B,w / T_A,w) and the speedup
 exp(d_w) = T_B,w / T_A,w (> 1: A reaches the target faster). On the benchmark, the score
@@ -68,8 +69,9 @@ class WorkloadUnits:
     workload: str
     col: int
     kind: str  # "studies" or "trials"
-    a: np.ndarray  # (U,) seconds, misses capped
+    a: np.ndarray  # (U,) seconds, inf for a miss
     b: np.ndarray  # (U,)
+    cap: float  # what a miss counts as in the time ratio
 
     @property
     def n(self) -> int:
@@ -130,9 +132,7 @@ def paired_units(result: ScoreResult, a: int, b: int) -> list[WorkloadUnits]:
             ja, jb = (int(np.sum(~np.isnan(tt[s, w, 0]))) for s in (a, b))
             j = min(ja, jb)
             kind, ua, ub = "trials", tt[a, w, 0, :j], tt[b, w, 0, :j]
-        ua = np.where(np.isfinite(ua), ua, caps[w])
-        ub = np.where(np.isfinite(ub), ub, caps[w])
-        out.append(WorkloadUnits(name, w, kind, ua, ub))
+        out.append(WorkloadUnits(name, w, kind, ua, ub, float(caps[w])))
     return out
 
 
@@ -153,7 +153,9 @@ def _statistics(
     scores = scores.reshape(*shape, -1)
     delta = scores[..., a] - scores[..., b]
     base = [(u, x, y) for u, x, y in zip(units, ta, tb, strict=True) if u.col < table.n_base]
-    d = np.stack([np.log(np.asarray(y) / np.asarray(x)) for _, x, y in base], axis=-1)
+    d = np.stack(
+        [np.log(np.minimum(y, u.cap) / np.minimum(x, u.cap)) for u, x, y in base], axis=-1
+    )
     return d, delta
 
 
