@@ -23,7 +23,13 @@ from algoperf.scoring.logs import TrialLog, infer_ruleset, read_logs
 from algoperf.scoring.options import ScoreRequest, Warnings, check_request, split_logs_arg
 from algoperf.scoring.profile import build_table, score_table
 from algoperf.scoring.report import RulesetReport
-from algoperf.scoring.targets import RULESETS, Targets, load_targets, normalise_version, registry_targets
+from algoperf.scoring.targets import (
+    RULESETS,
+    Targets,
+    load_targets,
+    normalise_version,
+    registry_targets,
+)
 from algoperf.scoring.versions import BenchmarkVersion, choose_version, default_targets, get_version
 
 
