@@ -209,6 +209,9 @@ def test_scores_logged_back_as_one_score_run_per_campaign(campaign):
         for name, s in scores.items():  # the whole profile: both submissions on each campaign
             assert m[f"score/{name}"] == pytest.approx(s["score"])
             assert [m[f"score_lo/{name}"], m[f"score_hi/{name}"]] == pytest.approx(s["interval"])
+            assert m[f"p_rank_1/{name}"] == pytest.approx(s["p_rank_1"])
+            assert [m[f"rank_lo/{name}"], m[f"rank_hi/{name}"]] == s["rank_interval"]
+            assert m[f"device_hours/{name}"] == pytest.approx(s["cost"]["device_h"])
             for w, t in s["times"].items():
                 assert m.get(f"time_to_target/{name}/{w}") == (
                     None if t is None else pytest.approx(t)
