@@ -62,7 +62,9 @@ def test_a_copy_of_a_reference_entry_ranks_where_it_stands(tmp_path):
     subs = {s["name"]: s for s in doc["submissions"]}
     ref, copy = subs[f"{LEADERBOARD.prefix}/{entry}"], subs["copied_entry"]
     assert copy["score"] == ref["score"]
-    assert copy["interval"] == ref["interval"]
+    # intervals: each is its own bootstrap draw (trials resampled), both hold the score
+    for s in (copy, ref):
+        assert s["interval"][0] <= s["score"] <= s["interval"][1]
     assert abs(copy["rank"] - ref["rank"]) == 1  # equal score, adjacent rank (ties by name)
     higher = sum(s["score"] > ref["score"] for s in doc["submissions"])
     assert min(copy["rank"], ref["rank"]) == higher + 1

@@ -9,7 +9,7 @@ rule) and integrates the performance profiles; :func:`bootstrap` resamples studi
 intervals and order flips; :mod:`algoperf.scoring.report` prints and writes the results.
 Each published leaderboard's rules are one :class:`BenchmarkVersion`
 (:data:`VERSIONS`), chosen by :func:`choose_version`.
-``algoperf score`` is :func:`algoperf.scoring.command.score`.
+``algoperf score`` is :func:`algoperf.scoring.command.score` over :func:`algoperf.scoring.pipeline.score_sources`; ``algoperf compare`` is :mod:`algoperf.scoring.compare` (:mod:`algoperf.scoring.paired`); compute cost is :mod:`algoperf.scoring.cost`.
 See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
 """
 

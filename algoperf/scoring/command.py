@@ -84,7 +84,7 @@ def score(
     n_bootstrap: NBootstrapOpt = 1000,
     seed: SeedOpt = 0,
     confidence: ConfidenceOpt = 0.95,
-    resample: ResampleOpt = "studies",
+    resample: ResampleOpt = None,
     devices: DevicesOpt = None,
     price: PriceOpt = None,
     output: OutputOpt = None,
@@ -121,7 +121,7 @@ def score(
             n_bootstrap=n_bootstrap,
             seed=seed,
             confidence=confidence,
-            resample=resample,
+            resample=resample or ("trials" if leaderboard else "studies"),
             leaderboard=leaderboard,
         )
         scored = score_sources(request, warn, cost_options(devices, price))

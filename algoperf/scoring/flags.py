@@ -187,10 +187,12 @@ ConfidenceOpt = Annotated[
 ]
 
 ResampleOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--resample",
-        help="Bootstrap unit: studies, or trials (studies, then trials within each).",
+        help="Bootstrap unit: studies, or trials (studies, then trials within each). "
+        "Default: studies; with --leaderboard trials (its entries ran one study each).",
+        show_default=False,
     ),
 ]
 

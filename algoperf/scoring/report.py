@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from algoperf.scoring.bootstrap import BootstrapResult
 from algoperf.scoring.cost import CampaignCost, write_cost_csv
-from algoperf.scoring.profile import TAU_MAX, ScoreResult, profile_steps, study_times
+from algoperf.scoring.profile import ScoreResult
 
 RULESET_TITLES = {"external": "external tuning", "self": "self-tuning"}
 #: Column headers of the terminal table for AlgoPerf's long workload names.
@@ -200,8 +199,8 @@ def reports_to_json(reports: Sequence[RulesetReport]) -> str:
 # --- terminal ------------------------------------------------------------------------------
 
 
-def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
-    """Print the score table (and, with a bootstrap, the order-flip matrix)."""
+def score_table_view(report: RulesetReport, digits: int = 4) -> Table:
+    """The score table of one ruleset as a rich :class:`Table` (what ``render`` prints)."""
     res, boot = report.result, report.boot
     opts = res.options
     title = (
@@ -273,7 +272,13 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
             caption += "; " + "; ".join(report.cost.notes)
     table.caption = caption
     table.caption_justify = "left"
-    console.print(table)
+    return table
+
+
+def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
+    """Print the score table (and, with a bootstrap, the order-flip matrix)."""
+    console.print(score_table_view(report, digits))
+    res, boot = report.result, report.boot
     if boot is not None and len(res.submissions) > 1:
         order = res.ranking()
         console.print(
@@ -294,156 +299,10 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
 # --- files ---------------------------------------------------------------------------------
 
 
-def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
-    """scores.csv, times.csv, study_times.csv and order_flips.csv in ``out``."""
-    paths = [out / n for n in ("scores.csv", "times.csv", "study_times.csv", "order_flips.csv")]
-    with (
-        paths[0].open("w", newline="") as f_scores,
-        paths[1].open("w", newline="") as f_times,
-        paths[2].open("w", newline="") as f_studies,
-        paths[3].open("w", newline="") as f_flips,
-    ):
-        scores = csv.writer(f_scores)
-        scores.writerow(
-            [
-                "ruleset",
-                "rank",
-                "submission",
-                "score",
-                "lo",
-                "hi",
-                "score_exact",
-                "score_trapezoid",
-                "speedup",
-                "speedup_lo",
-                "speedup_hi",
-                "p_rank_1",
-                "rank_lo",
-                "rank_hi",
-                "device_s",
-            ]
-        )
-        times = csv.writer(f_times)
-        times.writerow(
-            [
-                "ruleset",
-                "submission",
-                "workload",
-                "time_to_target",
-                "median_time",
-                "status",
-                "ratio",
-                "studies",
-            ]
-        )
-        studies = csv.writer(f_studies)
-        studies.writerow(["ruleset", "submission", "workload", "study", "fastest_trial_time"])
-        flips = csv.writer(f_flips)
-        flips.writerow(["ruleset", "a", "b", "p_flip"])
-        for rep in reports:
-            d = report_to_dict(rep)
-            res = rep.result
-            for sub in d["submissions"]:
-                lo, hi = sub["interval"] or (None, None)
-                slo, shi = sub.get("speedup_interval") or (None, None)
-                scores.writerow(
-                    [
-                        rep.ruleset,
-                        sub["rank"],
-                        sub["name"],
-                        sub["score"],
-                        lo,
-                        hi,
-                        sub["score_exact"],
-                        sub["score_trapezoid"],
-                        sub.get("speedup"),
-                        slo,
-                        shi,
-                        sub["p_rank_1"],
-                        *(sub["rank_interval"] or (None, None)),
-                        (sub.get("cost") or {}).get("device_s"),
-                    ]
-                )
-            st = study_times(res.table.trial_times, res.table.choice_keys())
-            for i, name in enumerate(res.submissions):
-                for j, w in enumerate(res.workloads):
-                    times.writerow(
-                        [
-                            rep.ruleset,
-                            name,
-                            w,
-                            _num(res.times[i, j]),
-                            _num(res.raw_times[i, j]),
-                            res.status[i, j],
-                            _num(res.ratios[i, j]),
-                            len(res.table.study_ids[i][j]),
-                        ]
-                    )
-                for j, w in enumerate(res.table.workloads):
-                    for k, study in enumerate(res.table.study_ids[i][j]):
-                        studies.writerow([rep.ruleset, name, w, study, _num(st[i, j, k])])
-            for flip in d["order_flips"]:
-                flips.writerow([rep.ruleset, flip["a"], flip["b"], flip["p_flip"]])
-    return paths
-
-
-def plot_profiles(report: RulesetReport, stem: Path, digits: int = 4) -> list[Path]:
-    """Performance-profile step plot as ``<stem>.png`` and ``<stem>.svg``."""
-    from matplotlib.figure import Figure  # Agg canvas; no pyplot state, no display needed
-
-    res, boot = report.result, report.boot
-    fig = Figure(figsize=(8.0, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    styles = ["-", "--", "-.", ":"]
-    colors = [
-        "#0072B2",
-        "#D55E00",
-        "#009E73",
-        "#CC79A7",
-        "#E69F00",
-        "#56B4E9",
-        "#000000",
-        "#F0E442",
-    ]
-    for n, i in enumerate(res.ranking()):
-        taus, rho = profile_steps(res.ratios[i])
-        label = f"{res.submissions[i]}  " + format_score(
-            res.score[i], None if boot is None else boot.interval[i], min(digits, 3)
-        )
-        ax.step(
-            taus,
-            rho,
-            where="post",
-            label=label,
-            linewidth=1.8,
-            linestyle=styles[(n // len(colors)) % len(styles)],
-            color=colors[n % len(colors)],
-        )
-    ax.set_xlim(1.0, TAU_MAX)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(r"performance ratio $\tau$ (time to target / fastest submission's)")
-    ax.set_ylabel(r"fraction of base workloads $\rho_s(\tau)$")
-    ax.set_title(
-        f"Performance profiles, {RULESET_TITLES[report.ruleset]} ({len(res.workloads)} workloads)",
-        fontsize="medium",
-    )
-    ax.grid(True, alpha=0.3, linewidth=0.6)
-    ax.legend(
-        title="submission  score" + (f" [{boot.confidence:.0%} CI]" if boot else ""),
-        fontsize="small",
-        title_fontsize="small",
-        loc="center left",
-        bbox_to_anchor=(1.01, 0.5),
-        frameon=False,
-    )
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    return paths
-
-
 def write_outputs(reports: Sequence[RulesetReport], out: str | Path, digits: int = 4) -> list[Path]:
     """CSV, JSON and plots of every ruleset into folder ``out`` (created if needed)."""
+    from algoperf.scoring.files import plot_profiles, write_csvs
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = write_csvs(reports, out)
