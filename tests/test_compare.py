@@ -118,8 +118,10 @@ def test_compare_command(tmp_path):
 
 
 def test_compare_names_a_source_that_is_neither(tmp_path):
-    out = CliRunner().invoke(
-        app, ["compare", str(tmp_path / "nope"), "--tracking-uri", f"sqlite:///{tmp_path}/x.db"]
-    )
+    out = CliRunner().invoke(app, ["compare", str(tmp_path / "nope")])
+    assert out.exit_code == 2
+    assert "is not a folder" in out.output and "mlflow:NAME" in out.output
+    # a bare name is an MLflow experiment: a missing store is named
+    out = CliRunner().invoke(app, ["compare", "nope", "--tracking-uri", f"sqlite:///{tmp_path}/x.db"])
     assert out.exit_code == 2
     assert "no MLflow store" in out.output

@@ -49,6 +49,11 @@ def _request_for(source: str, base: ScoreRequest) -> ScoreRequest:
         path = Path(tail if sep and head.lower() in ("self", "external", "self_tuning", "external_tuning") else source)
         if path.exists():
             return replace(base, logs=[source], experiments=[])
+        if "/" in source or source.startswith("."):
+            raise ScoringError(
+                f"{source!r} is not a folder: give a log tree that exists, or an MLflow "
+                "experiment as mlflow:NAME"
+            )
         name = source
     if not name:
         raise ScoringError(f"{source!r}: name the MLflow experiment after mlflow:")
