@@ -57,10 +57,6 @@ class Collected:
         self.by_ruleset.setdefault(ruleset, []).extend(records)
         self.sources.setdefault(ruleset, []).append(label)
 
-    def submissions_from(self, label: str) -> list[str]:
-        """Submissions read from source ``label``, in reading order."""
-        return [sub for (_, sub), src in self.origin.items() if src == label]
-
 
 @dataclass
 class Scored:
