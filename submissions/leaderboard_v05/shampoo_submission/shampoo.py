@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .blocking import BlockPlan
+from algoperf.submissions.leaderboard_v05.shampoo_submission.blocking import BlockPlan
 
 GRAFTING_TYPES = ("NONE", "SGD", "ADAGRAD", "RMSPROP", "ADAM")
 NORM_EPSILON = 1e-16  # the original's EPSILON in the grafting norm ratio
@@ -120,18 +120,19 @@ def scale_by_distributed_shampoo(
         return BlockPlan.create([x.shape for x in jax.tree.leaves(tree)], max_preconditioner_dim)
 
     def init_fn(params: Any) -> ShampooState:
-        factors: tuple = ()
-        if use_shampoo:
+        def zeros() -> tuple:  # called twice: factors and inverses must not share buffers (donation)
+            if not use_shampoo:
+                return ()
             sizes = plan_of(params).group_sizes()
-            factors = tuple(
+            return tuple(
                 tuple(jnp.zeros((n, d, d), jnp.float32) for d in shape) for shape, n in sizes.items()
             )
         return ShampooState(
             count=jnp.zeros([], jnp.int32),
             filtered=optax.tree.zeros_like(params) if b1 != 0.0 else (),
             graft=optax.tree.zeros_like(params) if has_graft_moment else (),
-            factors=factors,
-            inv_factors=factors,
+            factors=zeros(),
+            inv_factors=zeros(),
         )
 
     def update_fn(updates: Any, state: ShampooState, params: Any = None):
