@@ -57,20 +57,39 @@ def _precondition_block(block: jax.Array, invs: tuple[jax.Array, ...]) -> jax.Ar
     return block
 
 
-def matrix_inverse_root(a: jax.Array, root: float, epsilon: float, previous: jax.Array) -> jax.Array:
+def matrix_inverse_root(a: jax.Array, root: float | jax.Array, epsilon: float, previous: jax.Array) -> jax.Array:
     """A^(-1/root) of symmetric PSD matrices [..., d, d] by float32 eigendecomposition.
 
-    Eigenvalues are shifted up by max(-min eigenvalue, 0) and by ``epsilon`` (the original's
-    ``_matrix_root_eigen``). A result with a non-finite entry is replaced by ``previous``
-    (the original keeps the previous inverse when its eigh fails).
+    ``root``: a number or one per matrix ([..., 1]). Eigenvalues are shifted up by
+    max(-min eigenvalue, 0) and by ``epsilon`` (the original's ``_matrix_root_eigen``). A
+    result with a non-finite entry is replaced by ``previous`` (the original keeps the
+    previous inverse when its eigh fails).
     """
     a = a.astype(jnp.float32)
     eigvals, eigvecs = jnp.linalg.eigh(a)
     shift = -jnp.minimum(jnp.min(eigvals, axis=-1, keepdims=True), 0.0)
     eigvals = eigvals + shift + epsilon
-    inv = (eigvecs * eigvals[..., None, :] ** (-1.0 / root)) @ jnp.swapaxes(eigvecs, -1, -2)
+    inv = (eigvecs * (eigvals ** (-1.0 / root))[..., None, :]) @ jnp.swapaxes(eigvecs, -1, -2)
     ok = jnp.all(jnp.isfinite(inv), axis=(-2, -1), keepdims=True)
     return jnp.where(ok, inv, previous)
+
+
+def padded_size(d: int) -> int:
+    """The size a d x d factor is padded to for the batched eigh: the next power of two."""
+    return 1 << max(d - 1, 0).bit_length()
+
+
+def _pad_identity(stack: jax.Array, size: int) -> jax.Array:
+    """[n, d, d] -> [n, size, size] as blockdiag(A, I).
+
+    Exact for the inverse root: f(blockdiag(A, I)) = blockdiag(f(A), f(1) I), and the
+    eigenvalue shift max(-min eig, 0) is unchanged by the extra eigenvalues 1.
+    """
+    d = stack.shape[-1]
+    if d == size:
+        return stack
+    pad = jnp.pad(stack, ((0, 0), (0, size - d), (0, size - d)))
+    return pad + jnp.diag(jnp.arange(size) >= d).astype(stack.dtype)
 
 
 def _block_norms(stack: jax.Array) -> jax.Array:
@@ -182,16 +201,30 @@ def _update_factors(plan: BlockPlan, grads: Any, factors: tuple, b2: float) -> t
 
 def _root_inverses(plan: BlockPlan, factors: tuple, inv_factors: tuple, b2: float, step: jax.Array,
                    epsilon: float, inv_root_override: int, exponent_multiplier: float) -> tuple:
-    """P_i = (F_i / (1 - b2^t) + shift + eps)^(-exponent_multiplier / r) for every block."""
+    """P_i = (F_i / (1 - b2^t) + shift + eps)^(-exponent_multiplier / r) for every block.
+
+    To compile few eighs, all factors are padded (``_pad_identity``) to the next power of
+    two and each padded size is decomposed in one batched eigh.
+    """
     bias_correction = 1.0 - b2**step if b2 < 1.0 else 1.0
-    out = []
-    for shape, group_factors, group_invs in zip(plan.groups, factors, inv_factors):
+    entries = []  # (group index, dim index, stack, previous, root)
+    for g, (shape, group_factors, group_invs) in enumerate(zip(plan.groups, factors, inv_factors)):
         root = (2 * len(shape) if inv_root_override == 0 else inv_root_override) / exponent_multiplier
-        out.append(tuple(
-            matrix_inverse_root(f / bias_correction, root, epsilon, p)
-            for f, p in zip(group_factors, group_invs)
-        ))
-    return tuple(out)
+        for i, (f, p) in enumerate(zip(group_factors, group_invs)):
+            entries.append((g, i, f / bias_correction, p, root))
+    out: dict[tuple[int, int], jax.Array] = {}
+    for size in sorted({padded_size(e[2].shape[-1]) for e in entries}):
+        bucket = [e for e in entries if padded_size(e[2].shape[-1]) == size]
+        stacked = jnp.concatenate([_pad_identity(e[2], size) for e in bucket])
+        roots = jnp.concatenate([jnp.full((e[2].shape[0], 1), e[4], jnp.float32) for e in bucket])
+        previous = jnp.concatenate([_pad_identity(e[3], size) for e in bucket])
+        inv = matrix_inverse_root(stacked, roots, epsilon, previous)
+        offset = 0
+        for g, i, f, _, _ in bucket:
+            n, d = f.shape[0], f.shape[-1]
+            out[(g, i)] = inv[offset:offset + n, :d, :d]
+            offset += n
+    return tuple(tuple(out[(g, i)] for i in range(len(fs))) for g, fs in enumerate(factors))
 
 
 def _filtered_gradient(grads: Any, moment: Any, b1: float, step: jax.Array, use_nadam: bool,
