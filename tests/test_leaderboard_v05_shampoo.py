@@ -279,6 +279,9 @@ def test_huge_dims_get_grafting_only():
     inner = state[0].inner_states
     assert inner["large"].inner_state.factors == ()
     assert len(inner["shampoo"].inner_state.factors) == 1
+    h = make_hyperparameters({**points()[0], "grafting_only_min_dim": 3})  # the port's knob
+    inner = sub.make_optimizer(h, 100, params).init(params)[0].inner_states
+    assert inner["shampoo"].inner_state.factors == ()  # no parameter left to Shampoo
 
 
 # --- a short real run ----------------------------------------------------------------------

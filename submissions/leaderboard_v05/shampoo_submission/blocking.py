@@ -102,6 +102,8 @@ class ParamBlocking:
 
     def merge(self, stacks: Sequence[jnp.ndarray]) -> jnp.ndarray:
         """Inverse of :meth:`split`: stacks of blocks back to a tensor of ``shape``."""
+        if len(self.regions) == 1 and self.regions[0].num_blocks == 1:  # the usual case: one block
+            return stacks[0].reshape(self.shape)
         out = jnp.zeros(self.merged, stacks[0].dtype)
         k = len(self.merged)
         for r, stack in zip(self.regions, stacks):

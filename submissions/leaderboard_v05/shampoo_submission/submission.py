@@ -10,7 +10,8 @@ Update per step t (details and the maths of the preconditioner in ``shampoo.py``
 lr_t: linear from 1e-10 lr to lr over ``warmup_factor * T`` steps, T = step_hint_factor *
 step_hint, then (``use_cosine_decay``) lr (1 + cos(pi (t - w) / (T - w))) / 2 (PyTorch's
 CosineAnnealingLR, which rises again past T), else constant. Parameters with a dim of at
-least 1,000,000 (embedding tables) get the grafting method (Adam) only, as in the original.
+least 1,000,000 (embedding tables) get the grafting method (Adam) only, as in the original
+(``grafting_only_min_dim``, not in the search space, changes that threshold).
 Loss: mean over valid examples with ``label_smoothing``; ``dropout_rate`` to the model.
 """
 
@@ -71,7 +72,9 @@ def make_optimizer(hyperparameters: spec.Hyperparameters, step_hint: int, params
     for name, supported in UNPORTED.items():
         if getattr(hyperparameters, name, supported) != supported:
             raise ValueError(f"{name}={getattr(hyperparameters, name)!r} is not ported; use {supported!r}")
-    labels = jax.tree.map(lambda p: "large" if any(d >= LARGE_DIM for d in p.shape) else "shampoo", params)
+    # Not in the search space: the original's threshold unless a point sets another.
+    large = getattr(hyperparameters, "grafting_only_min_dim", LARGE_DIM)
+    labels = jax.tree.map(lambda p: "large" if any(d >= large for d in p.shape) else "shampoo", params)
     transforms = [
         optax.multi_transform(
             {"shampoo": _shampoo(hyperparameters, False), "large": _shampoo(hyperparameters, True)}, labels
