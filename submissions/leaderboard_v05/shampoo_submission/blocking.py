@@ -89,10 +89,10 @@ class ParamBlocking:
         xm = x.reshape(self.merged)
         stacks = []
         for r in self.regions:
-            idx = tuple(slice(s, s + b * c) for s, b, c in zip(r.starts, r.block, r.counts))
+            idx = tuple(slice(s, s + b * c) for s, b, c in zip(r.starts, r.block, r.counts, strict=True))
             part = xm[idx]
             # [c1, b1, c2, b2, ...] -> [c1, c2, ..., b1, b2, ...]
-            interleaved = [v for cb in zip(r.counts, r.block) for v in cb]
+            interleaved = [v for cb in zip(r.counts, r.block, strict=True) for v in cb]
             k = len(r.block)
             part = part.reshape(interleaved).transpose(
                 [2 * i for i in range(k)] + [2 * i + 1 for i in range(k)]
@@ -106,11 +106,11 @@ class ParamBlocking:
             return stacks[0].reshape(self.shape)
         out = jnp.zeros(self.merged, stacks[0].dtype)
         k = len(self.merged)
-        for r, stack in zip(self.regions, stacks):
+        for r, stack in zip(self.regions, stacks, strict=True):
             part = stack.reshape((*r.counts, *r.block))
             order = [v for i in range(k) for v in (i, k + i)]
-            part = part.transpose(order).reshape(tuple(b * c for b, c in zip(r.block, r.counts)))
-            idx = tuple(slice(s, s + b * c) for s, b, c in zip(r.starts, r.block, r.counts))
+            part = part.transpose(order).reshape(tuple(b * c for b, c in zip(r.block, r.counts, strict=True)))
+            idx = tuple(slice(s, s + b * c) for s, b, c in zip(r.starts, r.block, r.counts, strict=True))
             out = out.at[idx].set(part)
         return out.reshape(self.shape)
 
@@ -144,7 +144,7 @@ class BlockPlan:
 
     def to_groups(self, leaves: Sequence[jnp.ndarray]) -> dict[tuple[int, ...], jnp.ndarray]:
         """Parameter-shaped leaves -> one stacked array [blocks, *shape] per block shape."""
-        split = [p.split(x) for p, x in zip(self.params, leaves)]
+        split = [p.split(x) for p, x in zip(self.params, leaves, strict=True)]
         return {
             shape: jnp.concatenate([split[i][j] for i, j in members], axis=0)
             for shape, members in self.groups.items()
@@ -159,4 +159,4 @@ class BlockPlan:
                 n = self.params[i].regions[j].num_blocks
                 stacks[i][j] = groups[shape][offset:offset + n]
                 offset += n
-        return [p.merge(s) for p, s in zip(self.params, stacks)]
+        return [p.merge(s) for p, s in zip(self.params, stacks, strict=True)]

@@ -190,12 +190,12 @@ def _update_factors(plan: BlockPlan, grads: Any, factors: tuple, b2: float) -> t
     """F_i <- b2 F_i + (1 - b2) G_(i) G_(i)^T for every block (b2 = 1: plain sum)."""
     groups = plan.to_groups([g.astype(jnp.float32) for g in jax.tree.leaves(grads)])
     new = []
-    for stack, group_factors in zip(groups.values(), factors):
+    for stack, group_factors in zip(groups.values(), factors, strict=True):
         outers = jax.vmap(_outer_products)(stack)
         if b2 == 1.0:
-            new.append(tuple(f + o for f, o in zip(group_factors, outers)))
+            new.append(tuple(f + o for f, o in zip(group_factors, outers, strict=True)))
         else:
-            new.append(tuple(b2 * f + (1.0 - b2) * o for f, o in zip(group_factors, outers)))
+            new.append(tuple(b2 * f + (1.0 - b2) * o for f, o in zip(group_factors, outers, strict=True)))
     return tuple(new)
 
 
@@ -208,9 +208,9 @@ def _root_inverses(plan: BlockPlan, factors: tuple, inv_factors: tuple, b2: floa
     """
     bias_correction = 1.0 - b2**step if b2 < 1.0 else 1.0
     entries = []  # (group index, dim index, stack, previous, root)
-    for g, (shape, group_factors, group_invs) in enumerate(zip(plan.groups, factors, inv_factors)):
+    for g, (shape, group_factors, group_invs) in enumerate(zip(plan.groups, factors, inv_factors, strict=True)):
         root = (2 * len(shape) if inv_root_override == 0 else inv_root_override) / exponent_multiplier
-        for i, (f, p) in enumerate(zip(group_factors, group_invs)):
+        for i, (f, p) in enumerate(zip(group_factors, group_invs, strict=True)):
             entries.append((g, i, f / bias_correction, p, root))
     out: dict[tuple[int, int], jax.Array] = {}
     for size in sorted({padded_size(e[2].shape[-1]) for e in entries}):
@@ -266,10 +266,10 @@ def _precondition(plan: BlockPlan, direction: Any, graft_dir: Any, inv_factors: 
         if graft_dir is not None else None
     )
     out = {}
-    for (shape, stack), invs in zip(groups.items(), inv_factors):
+    for (shape, stack), invs in zip(groups.items(), inv_factors, strict=True):
         pre = jax.vmap(_precondition_block)(stack, invs)
         if graft_groups is not None:
             pre = pre * (_block_norms(graft_groups[shape]) / (_block_norms(pre) + NORM_EPSILON))
         out[shape] = pre
     merged = plan.from_groups(out)
-    return jax.tree.unflatten(treedef, [m.astype(x.dtype) for m, x in zip(merged, leaves)])
+    return jax.tree.unflatten(treedef, [m.astype(x.dtype) for m, x in zip(merged, leaves, strict=True)])

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import optax
 
 from algoperf import spec
-from algoperf.submissions.leaderboard_v05.shampoo_submission.shampoo import scale_by_distributed_shampoo
+from algoperf.submissions.leaderboard_v05.shampoo_submission.shampoo import (
+    scale_by_distributed_shampoo,
+)
 
 LARGE_DIM = 1_000_000  # the original's threshold for its row-wise (grafting-only) optimizer
 UNPORTED = {"use_normalized_grafting": False}  # hyper-parameters only their default is ported for
