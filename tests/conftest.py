@@ -13,6 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 NADAMW = REPO / "submissions" / "nadamw"
 
+# Ray test nodes: on loopback, no dashboard, every port picked free by the OS. (The
+# dashboard agent's default port 52365 and the dashboard's 8265 are fixed: two test
+# clusters at once, or a developer's own Ray, would contend for them.)
+RAY_TEST_NODE = {"include_dashboard": False, "dashboard_agent_listen_port": None, "node_ip_address": "127.0.0.1"}
+RAY_TEST_WORKER = {"dashboard_agent_listen_port": None, "node_ip_address": "127.0.0.1"}
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _tracking_store_outside_the_repo(tmp_path_factory):

@@ -24,6 +24,7 @@ from ray.cluster_utils import Cluster
 from rich.console import Console
 
 from algoperf.campaign.ray_executor import SchedulerError, run_campaign
+from tests.conftest import RAY_TEST_NODE, RAY_TEST_WORKER
 
 STORE = 80 * 1024**2  # the smallest object store Ray accepts: trials pass only small dicts
 
@@ -48,9 +49,9 @@ def cluster():
     os.environ.pop("RAY_ADDRESS", None)
     nodes = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"fast": 1000}, "include_dashboard": False, "object_store_memory": STORE},
+        head_node_args={"num_cpus": 1, "resources": {"fast": 1000}, "object_store_memory": STORE, **RAY_TEST_NODE},
     )
-    slow = nodes.add_node(num_cpus=1, resources={"slow": 1000}, object_store_memory=STORE)
+    slow = nodes.add_node(num_cpus=1, resources={"slow": 1000}, object_store_memory=STORE, **RAY_TEST_WORKER)
     ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR")
     yield SimpleNamespace(address=nodes.address, fast=nodes.head_node.node_id, slow=slow.node_id)
     ray.shutdown()

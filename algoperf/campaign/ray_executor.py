@@ -104,7 +104,7 @@ def _run_trial_task(
     from algoperf.registry import UnknownNameError
     from algoperf.runner.checkpoint import CheckpointError
     from algoperf.runner.trial import run_trial
-    from algoperf.runner.trial_log import TrialLog
+    from algoperf.runner.trial_log import TrialWriter
     from algoperf.spec import DataNotFoundError
     from algoperf.submission.loading import SubmissionError
 
@@ -129,7 +129,7 @@ def _run_trial_task(
         }
     }
     with trial_lock(config.path, lambda: reporter._send(state="waiting for an earlier attempt")):
-        done = TrialLog(config.path).read_result() if config.path.exists() else None
+        done = TrialWriter(config.path).read_result() if config.path.exists() else None
         if done is not None:
             return {"outcome": "skipped", "result": done, "hardware_kind": kind}
         user_observer, warning = None, None

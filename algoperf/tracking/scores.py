@@ -36,13 +36,17 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from algoperf.scoring.report import (
+    RULESET_TITLES,
+    RulesetReport,
+    format_score,
+    format_time,
+    write_outputs,
+)
 from algoperf.tracking import store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
-
-if TYPE_CHECKING:  # scoring (numpy, rich) is imported when scores are logged
-    from algoperf.scoring.report import RulesetReport
 
 SCORE_KIND = "score"
 SCORE_TAG = "algoperf.score"
@@ -152,8 +156,6 @@ def score_params(
 
 def score_note(report: RulesetReport, digits: int = 4) -> str:
     """The score table in Markdown, shown as the score run's description."""
-    from algoperf.scoring.report import RULESET_TITLES, format_score, format_time
-
     res, boot = report.result, report.boot
     head = ["#", "submission", "score" + (f" [{boot.confidence:.0%} CI]" if boot else "")]
     head += list(res.workloads)
@@ -195,8 +197,6 @@ def log_scores(
     since the scores of a profile depend on every submission in it. Replaces an earlier
     score run of the same experiment and ruleset; see the module docstring.
     """
-    from algoperf.scoring.report import RULESET_TITLES, format_score, write_outputs
-
     client = store.client_for(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
