@@ -23,7 +23,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the cluster/tracking/image settings a test sets."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                        "MLFLOW_TRACKING_PASSWORD", environment.hardware.IMAGE_RECORD_ENV)}
+                        "MLFLOW_TRACKING_PASSWORD", hardware.IMAGE_RECORD_ENV)}
     env["ALGOPERF_IMAGE_RECORD"] = "/nonexistent/versions.json"  # never this machine's /etc file
     env.update(extra)
     return env

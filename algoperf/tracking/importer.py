@@ -27,7 +27,7 @@ from algoperf.runner.trial_log import EVAL_FILE, SUBMISSION_METRICS_FILE, read_e
 from algoperf.scoring.errors import ScoringError
 from algoperf.scoring.logs import infer_ruleset
 from algoperf.scoring.tree import TrialFolder, discover_trials
-from algoperf.tracking import store
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, is_http
 
 _META = re.compile(r"meta_data_(\d+)\.json")
@@ -218,8 +218,8 @@ def _import_trial(client: Any, tracking_uri: str, experiment_id: str, parent_id:
         steps = store.logged_steps(client, run)
     fresh = store.unlogged(metrics, steps)
     store.log_batches(client, run.info.run_id, metrics=fresh, params=store.new_params(run, info["hparams"]), tags=tags)
-    files = store.trial_files(trial.path) + store.submission_files(meta.get("submission_path"))
-    store.log_files(client, tracking_uri, run, files)
+    files = artifacts.trial_files(trial.path) + artifacts.submission_files(meta.get("submission_path"))
+    artifacts.log_files(client, tracking_uri, run, files)
     if result is not None:
         final = store.run_status(status)
     else:  # ours without a result: the trial was killed (or still runs); theirs: complete

@@ -45,7 +45,7 @@ from algoperf.scoring.report import (
     format_time,
     write_outputs,
 )
-from algoperf.tracking import store
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
 
 SCORE_KIND = "score"
@@ -222,7 +222,7 @@ def log_scores(
         )
         with tempfile.TemporaryDirectory(prefix="algoperf-score-") as tmp:
             paths = write_outputs([report], Path(tmp), digits)
-            store.log_files(client, tracking_uri, run, [(p, None) for p in paths])
+            artifacts.log_files(client, tracking_uri, run, [(p, None) for p in paths])
         client.set_terminated(run_id, status="FINISHED")
     except BaseException:
         # A half-written score run would pass for a result: mark it, the next scoring
