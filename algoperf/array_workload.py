@@ -19,20 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
 
 Split = dict[str, np.ndarray]
 
 
 def _num_examples(split: Split) -> int:
     return len(next(iter(split.values())))
-
-
-def _seed_from_rng(rng: spec.RandomState) -> int:
-    """A numpy seed from a JAX key (or an int)."""
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
-    return int(np.uint32(data.ravel()[-1]))
 
 
 def pad_batch(batch: Split, size: int) -> Split:
@@ -135,7 +128,7 @@ class ArrayWorkload(spec.Workload):
         # Load now, not at the first next(): reading data is setup, not submission time.
         arrays = self.split_arrays(split, data_dir)
         if split == "train":
-            batches = shuffled_batches(arrays, global_batch_size, _seed_from_rng(data_rng))
+            batches = shuffled_batches(arrays, global_batch_size, seed_from_rng(data_rng))
         else:
             limit = self.num_eval_train_examples if split == "eval_train" else None
             batches = ordered_batches(arrays, global_batch_size, limit)

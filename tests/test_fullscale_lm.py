@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec
+from algoperf.losses import token_cross_entropy
 from algoperf.workloads.lm import input_pipeline, prepare
 from algoperf.workloads.lm.model import rope
 from algoperf.workloads.lm.tokenizer import ByteLevelBPE, byte_symbols
-from algoperf.workloads.lm.workload import LmWorkload, lm_cross_entropy
+from algoperf.workloads.lm.workload import LmWorkload
 
 TINY = dict(vocab_size=128, dim=32, num_heads=4, num_layers=2, mlp_dim=64, seq_len=16)
 
@@ -53,7 +54,7 @@ def test_rope_rotates_adjacent_pairs():
 def test_loss_with_smoothing_and_weights():
     logits = jnp.log(jnp.array([[[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]]]))
     targets = jnp.array([[0, 2]])
-    out = lm_cross_entropy(targets, logits, jnp.array([[1.0, 0.0]]), label_smoothing=0.3)
+    out = token_cross_entropy(targets, logits, jnp.array([[1.0, 0.0]]), label_smoothing=0.3)
     expected = -(0.7 * math.log(0.5) + 0.1 * (math.log(0.5) + 2 * math.log(0.25)))
     assert float(out["summed"]) == pytest.approx(expected, rel=1e-5)
     assert float(out["n_valid_examples"]) == 1

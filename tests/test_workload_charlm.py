@@ -13,8 +13,9 @@ import optax
 import pytest
 
 from algoperf import param_utils, registry, spec
+from algoperf.losses import token_cross_entropy
 from algoperf.workloads.charlm import input_pipeline
-from algoperf.workloads.charlm.workload import CharlmWorkload, token_cross_entropy
+from algoperf.workloads.charlm.workload import CharlmWorkload
 
 L = input_pipeline.SEQ_LEN
 

@@ -17,16 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, losses, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline
 from .model import NUM_DENSE, NUM_SPARSE, DLRMResNet, DlrmSmall
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.asarray(data).ravel()[0])
 
 
 class Criteo1TbDlrmSmallWorkload(spec.Workload):
@@ -143,7 +137,7 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
         batches = input_pipeline.batches(
             files,
             global_batch_size,
-            shuffle_seed=_seed(data_rng) if train_like else None,
+            shuffle_seed=seed_from_rng(data_rng) if train_like else None,
             repeat=split == "train" or bool(repeat_final_dataset),
             drop_remainder=split == "train",
         )

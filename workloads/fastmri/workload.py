@@ -18,16 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline, metrics
 from .model import UNet, leaky_relu
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.uint32(np.asarray(data).ravel()[0]))
 
 
 class FastMriWorkload(spec.Workload):
@@ -123,7 +117,7 @@ class FastMriWorkload(spec.Workload):
 
     def _host_batches(self, data_rng, split, data_dir, global_batch_size, repeat) -> Iterator[dict[str, np.ndarray]]:
         index = self._index(split, data_dir)  # raises DataNotFoundError now, not at next()
-        seed = _seed(data_rng) if data_rng is not None else 0
+        seed = seed_from_rng(data_rng) if data_rng is not None else 0
         if split == "train":
             return input_pipeline.batches(index, global_batch_size, seed, repeat=True, drop_remainder=True)
         if split == "eval_train":
