@@ -20,6 +20,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
 from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch
 
 Split = dict[str, np.ndarray]
 
@@ -171,12 +172,10 @@ class ArrayWorkload(spec.Workload):
         del rng, global_step
         arrays = self.split_arrays(split, data_dir)
         sharding = jax_sharding_utils.get_batch_dim_sharding()
-        # Dispatch every batch first, then fetch: the device never waits on the host.
-        pending = [
-            self._jitted_eval_batch(params, model_state, jax.device_put(batch, sharding))
-            for batch in ordered_batches(arrays, global_batch_size, num_examples)
-        ]
-        outputs = [jax.tree.map(np.asarray, out) for out in jax.device_get(pending)]
+        outputs = dispatch_then_fetch(
+            lambda batch: self._jitted_eval_batch(params, model_state, jax.device_put(batch, sharding)),
+            ordered_batches(arrays, global_batch_size, num_examples),
+        )
         return self.reduce_eval_outputs(outputs)
 
 

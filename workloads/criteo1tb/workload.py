@@ -18,6 +18,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, losses, param_utils, spec
 from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch
 
 from . import input_pipeline
 from .model import NUM_DENSE, NUM_SPARSE, DLRMResNet, DlrmSmall
@@ -181,9 +182,9 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
             it = self._eval_iters[split]
         else:
             it = self._build_input_queue(rng, split, data_dir, global_batch_size, num_batches=num_batches)
-        pending = [self._eval_step(params, batch) for _, batch in zip(range(num_batches), it, strict=False)]
-        total = float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
-        return {"loss": total / num_examples}
+        batches = (batch for _, batch in zip(range(num_batches), it, strict=False))
+        losses = dispatch_then_fetch(lambda b: self._eval_step(params, b), batches)
+        return {"loss": float(np.sum(np.asarray(losses, np.float64))) / num_examples}
 
 
 class Criteo1TbDlrmSmallLayerNormWorkload(Criteo1TbDlrmSmallWorkload):

@@ -19,6 +19,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
 from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch, summed
 
 from . import input_pipeline, metrics
 from .model import UNet, leaky_relu
@@ -173,9 +174,8 @@ class FastMriWorkload(spec.Workload):
             host = self._host_batches(jax.random.PRNGKey(0), split, data_dir, global_batch_size, repeat=True)
             cache[key] = list(itertools.islice(host, num_batches))
         sharding = jax_sharding_utils.get_batch_dim_sharding()
-        pending = [self._eval_step(params, jax.device_put(b, sharding)) for b in cache[key]]
-        sums = jax.device_get(pending)
-        return {k: float(np.sum([np.float64(s[k]) for s in sums])) / num_examples for k in ("ssim", "loss")}
+        sums = dispatch_then_fetch(lambda b: self._eval_step(params, jax.device_put(b, sharding)), cache[key])
+        return {k: v / num_examples for k, v in summed(sums, ("ssim", "loss")).items()}
 
 
 class FastMriModelSizeWorkload(FastMriWorkload):

@@ -18,6 +18,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
 from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch, summed
 from algoperf.losses import token_cross_entropy
 
 from . import input_pipeline
@@ -158,7 +159,7 @@ class LmWorkload(spec.Workload):
     ) -> dict[str, float]:
         """Token-mean 'loss' and 'ppl' = exp(loss) over the split's first windows."""
         del num_examples, model_state, rng, global_step
-        pending = [self._eval_step(params, b) for b in self._build_input_queue(None, split, data_dir, global_batch_size)]
-        totals = jax.device_get(pending)
-        loss = sum(float(t["loss"]) for t in totals) / max(sum(float(t["tokens"]) for t in totals), 1.0)
+        batches = self._build_input_queue(None, split, data_dir, global_batch_size)
+        totals = summed(dispatch_then_fetch(lambda b: self._eval_step(params, b), batches), ("loss", "tokens"))
+        loss = totals["loss"] / max(totals["tokens"], 1.0)
         return {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
