@@ -158,7 +158,8 @@ def eval_file_of(path: str | Path) -> Path:
 
 def read_eval_table(path: str | Path) -> EvalTable:
     """:func:`parse_eval_csv` of a file (or of the eval_measurements.csv of a trial folder)."""
-    return parse_eval_csv(eval_file_of(path).read_text(newline=""))
+    with eval_file_of(path).open(newline="") as f:
+        return parse_eval_csv(f.read())
 
 
 def _float_or_none(cell: str) -> float | None:
