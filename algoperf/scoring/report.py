@@ -240,38 +240,13 @@ def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
         paths[2].open("w", newline="") as f_studies,
         paths[3].open("w", newline="") as f_flips,
     ):
-        scores = csv.writer(f_scores)
-        scores.writerow(
-            [
-                "ruleset",
-                "rank",
-                "submission",
-                "score",
-                "lo",
-                "hi",
-                "score_exact",
-                "score_trapezoid",
-                "speedup",
-                "speedup_lo",
-                "speedup_hi",
-            ]
-        )
-        times = csv.writer(f_times)
-        times.writerow(
-            [
-                "ruleset",
-                "submission",
-                "workload",
-                "time_to_target",
-                "median_time",
-                "status",
-                "ratio",
-                "studies",
-            ]
-        )
-        studies = csv.writer(f_studies)
+        scores, times = csv.writer(f_scores), csv.writer(f_times)
+        studies, flips = csv.writer(f_studies), csv.writer(f_flips)
+        scores.writerow(["ruleset", "rank", "submission", "score", "lo", "hi", "score_exact",
+                         "score_trapezoid", "speedup", "speedup_lo", "speedup_hi"])
+        times.writerow(["ruleset", "submission", "workload", "time_to_target", "median_time", "status",
+                        "ratio", "studies"])
         studies.writerow(["ruleset", "submission", "workload", "study", "fastest_trial_time"])
-        flips = csv.writer(f_flips)
         flips.writerow(["ruleset", "a", "b", "p_flip"])
         for rep in reports:
             d = report_to_dict(rep)
@@ -279,36 +254,13 @@ def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
             for sub in d["submissions"]:
                 lo, hi = sub["interval"] or (None, None)
                 slo, shi = sub.get("speedup_interval") or (None, None)
-                scores.writerow(
-                    [
-                        rep.ruleset,
-                        sub["rank"],
-                        sub["name"],
-                        sub["score"],
-                        lo,
-                        hi,
-                        sub["score_exact"],
-                        sub["score_trapezoid"],
-                        sub.get("speedup"),
-                        slo,
-                        shi,
-                    ]
-                )
+                scores.writerow([rep.ruleset, sub["rank"], sub["name"], sub["score"], lo, hi, sub["score_exact"],
+                                 sub["score_trapezoid"], sub.get("speedup"), slo, shi])
             st = study_times(res.table.trial_times, res.table.choice_keys())
             for i, name in enumerate(res.submissions):
                 for j, w in enumerate(res.workloads):
-                    times.writerow(
-                        [
-                            rep.ruleset,
-                            name,
-                            w,
-                            _num(res.times[i, j]),
-                            _num(res.raw_times[i, j]),
-                            res.status[i, j],
-                            _num(res.ratios[i, j]),
-                            len(res.table.study_ids[i][j]),
-                        ]
-                    )
+                    times.writerow([rep.ruleset, name, w, _num(res.times[i, j]), _num(res.raw_times[i, j]),
+                                    res.status[i, j], _num(res.ratios[i, j]), len(res.table.study_ids[i][j])])
                 for j, w in enumerate(res.table.workloads):
                     for k, study in enumerate(res.table.study_ids[i][j]):
                         studies.writerow([rep.ruleset, name, w, study, _num(st[i, j, k])])
