@@ -152,12 +152,15 @@ def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_pa
     assert [o.state for o in outcomes] == ["finished", "finished"]
     base, resumed = (o.result for o in outcomes)
     assert resumed["global_step"] == base["global_step"] == steps
-    assert resumed["best_validation"] == base["best_validation"]
     assert resumed["status"] == base["status"]
 
     from algoperf.runner.trial_log import read_evals
 
-    last, last_base = read_evals(victim.path)[-1], read_evals(baseline.path)[-1]
+    # Evals follow a time schedule: which steps were evaluated may differ between the runs on
+    # a busy machine. The final eval must agree; the best is the best of the trial's own rows.
+    rows = read_evals(victim.path)
+    assert resumed["best_validation"] == max(r["validation/accuracy"] for r in rows)
+    last, last_base = rows[-1], read_evals(baseline.path)[-1]
     assert {k: v for k, v in last.items() if "/" in k} == {k: v for k, v in last_base.items() if "/" in k}
     assert last["preemption_count"] == 1
     got = _steps(victim)
