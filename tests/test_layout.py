@@ -16,18 +16,18 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _imported(node: ast.AST) -> list[str]:
+    """The names an import statement may bring in (``from a import b``: a and a.b)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return []
+
+
 def _imports(path: Path, known: set[str]) -> set[str]:
     """algoperf modules ``path`` imports, at module level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        found |= {n for n in names if n in known}
-    return found
+    return {n for node in ast.walk(ast.parse(path.read_text())) for n in _imported(node) if n in known}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -98,14 +98,8 @@ def _cross_package_imports(top_level: bool) -> dict[tuple[str, str], set[str]]:
         nodes = tree.body if top_level else [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         for outer in nodes:
             inner = [outer] if top_level else list(ast.walk(outer))
-            for node in inner:
-                if isinstance(node, ast.Import):
-                    targets = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-                else:
-                    continue
-                for target in (t for t in targets if t in paths and _package(t) != _package(name)):
+            for target in (t for node in inner for t in _imported(node)):
+                if target in paths and _package(target) != _package(name):
                     found.setdefault((_package(name), _package(target)), set()).add(name)
     return found
 
