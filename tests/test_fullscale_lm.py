@@ -189,7 +189,7 @@ def test_train_step_lowers_loss_and_eval_reports_ppl(data_dir):
 # Hugging Face `tokenizers` (Rust) is the reference for our BPE, not its engine: with the
 # encode cache ours is 2.5-3x faster on one core on repetitive text (500 docs of 200 words:
 # ours 0.31-0.33 s, tokenizers 0.78-0.96 s, measured on a busy 2-core machine) and gives the
-# same ids. docs/workloads.md records the measurement.
+# same ids. docs/architecture.md ("Libraries where exact and faster") records the decision.
 REFERENCE_WORDS = ["the", "quick", "fox", "it's", "we'll", "1234", "naïve", "café", "😀", "x2", "don't",
                    "  ", "\n", "Hello", "world", "!?", "--", "\t\t", "'S", "ÿ"]
 
