@@ -40,13 +40,19 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from algoperf.tracking import store
+from algoperf.scoring.report import (
+    RULESET_TITLES,
+    RulesetReport,
+    format_hours,
+    format_score,
+    format_time,
+    rank_text,
+    write_outputs,
+)
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
-
-if TYPE_CHECKING:  # scoring (numpy, rich) is imported when scores are logged
-    from algoperf.scoring.report import RulesetReport
 
 SCORE_KIND = "score"
 SCORE_TAG = "algoperf.score"
@@ -176,10 +182,7 @@ def score_params(
 
 def score_note(report: RulesetReport, digits: int = 4) -> str:
     """The score table in Markdown, shown as the score run's description."""
-    from algoperf.scoring.report import RULESET_TITLES, format_score, format_time
-
     res, boot = report.result, report.boot
-    from algoperf.scoring.report import format_hours, rank_text
 
     ci = f" [{boot.confidence:.0%} CI]" if boot else ""
     head = ["#", "submission", "score" + ci]
@@ -231,8 +234,6 @@ def log_scores(
     since the scores of a profile depend on every submission in it. Replaces an earlier
     score run of the same experiment and ruleset; see the module docstring.
     """
-    from algoperf.scoring.report import RULESET_TITLES, format_score, write_outputs
-
     client = store.client_for(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
@@ -258,7 +259,7 @@ def log_scores(
         )
         with tempfile.TemporaryDirectory(prefix="algoperf-score-") as tmp:
             paths = write_outputs([report], Path(tmp), digits)
-            store.log_files(client, tracking_uri, run, [(p, None) for p in paths])
+            artifacts.log_files(client, tracking_uri, run, [(p, None) for p in paths])
         client.set_terminated(run_id, status="FINISHED")
     except BaseException:
         # A half-written score run would pass for a result: mark it, the next scoring
