@@ -17,7 +17,7 @@ go back onto that experiment so the dashboard shows them beside the trials:
   - params: the scoring options (area, held-out rule, bootstrap replicates, seed,
     confidence, ...), the targets and every source scored together;
   - artifacts: scores.csv, times.csv, study_times.csv, order_flips.csv, scores.json and
-    cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.report.write_outputs`);
+    cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.files.write_outputs`);
   - the score table as the run's description (``mlflow.note.content``);
 * on each study run of a scored submission: tags ``algoperf.score`` (``0.78 [0.71,
   0.83]``, the submission's score, which all its studies share) and
@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from algoperf.scoring.files import write_outputs
 from algoperf.scoring.report import (
     RULESET_TITLES,
     RulesetReport,
@@ -49,7 +50,6 @@ from algoperf.scoring.report import (
     format_score,
     format_time,
     rank_text,
-    write_outputs,
 )
 from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
