@@ -195,7 +195,8 @@ def test_observer_records_experiment_study_trial_metrics_and_artifacts(tmp_path,
     assert {"eval_measurements.csv", "hparams.json", "meta_data_0.json", "trial_result.json", "submission"} <= artifacts
     assert "submission/submission.py" in {a.path for a in client.list_artifacts(run.info.run_id, "submission")}
     assert max(sizes) <= 1000
-    assert sum(sizes) == 3 * 9 + len(per_step) + 2  # every value once (+ time to target on both runs)
+    assert sum(sizes) == 3 * 9 + len(per_step) + 3  # every value once (+ time to target on both runs, best_validation)
+    assert run.data.metrics["best_validation"] == pytest.approx(0.9)  # a runs-table column
     assert len([s for s in sizes if s]) <= 8  # batched: not one request per eval row or value
 
 

@@ -158,16 +158,29 @@ def reports_to_json(reports: Sequence[RulesetReport]) -> str:
 # --- terminal ------------------------------------------------------------------------------
 
 
+def version_label(version: str) -> str:
+    """``benchmark v0.6`` for AlgoPerf's versions; other rule sets by their own name."""
+    return f"benchmark v{version}" if str(version)[:1].isdigit() else f"{version} rules"
+
+
 def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
     """Print the score table (and, with a bootstrap, the order-flip matrix)."""
     res, boot = report.result, report.boot
+    n_studies = max((len(w) for s in res.table.study_ids for w in s), default=0)
+    if boot is not None and n_studies < 2:  # resampling one study gives it back: no interval
+        console.print(
+            "One study per submission gives no interval and no order uncertainty (the bootstrap "
+            "resamples studies): run 2 or more (`algoperf run --studies 3`, AlgoPerf's count) for one.",
+            highlight=False,
+        )
+        boot = None
     opts = res.options
     title = (
         f"AlgoPerf scores, {RULESET_TITLES[report.ruleset]}"
         f" ({opts.area} area"
         + (", v0.5 held-out rule" if opts.heldout_rule == "v0.5" else "")
         + (", trial per study by eval index" if opts.trial_choice == "eval-index" else "")
-        + (f", benchmark v{report.benchmark_version}" if report.benchmark_version else "")
+        + (f", {version_label(report.benchmark_version)}" if report.benchmark_version else "")
         + ")"
     )
     table = Table(title=title, title_justify="left", header_style="bold")
