@@ -338,7 +338,7 @@ def ui(local_store):
 def test_ui_prints_the_runs_table_of_the_latest_experiment(ui, local_store):
     client = MlflowClient(local_store["uri"])
     exp = client.get_experiment_by_name(local_store["name"])
-    assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=algoperf"
     (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.trial` = '1'")
     base = ui["url"].split("/#")[0]
     with urllib.request.urlopen(f"{base}/get-artifact?path=eval_measurements.csv&run_uuid={run.info.run_id}") as r:
