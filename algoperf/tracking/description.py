@@ -61,7 +61,13 @@ def score_table(report: RulesetReport, digits: int = 4) -> list[str]:
     from algoperf.scoring.report import format_score, report_to_dict
 
     subs = report_to_dict(report)["submissions"]
-    extra = [k for k in dict.fromkeys(k for s in subs for k in s) if k not in _SHOWN]
+    workloads = set(report.result.table.workloads)
+
+    def per_workload(value: Any) -> bool:  # those have their own table below
+        return isinstance(value, dict) and bool(value) and set(value) <= workloads
+
+    extra = [k for k in dict.fromkeys(k for s in subs for k in s)
+             if k not in _SHOWN and not any(per_workload(s.get(k)) for s in subs)]
     boot = report.boot
     one_study = studies_of(report) < 2
     head = ["#", "submission", "score" + ("" if boot is None or one_study else f" [{boot.confidence:.0%} CI]")]
