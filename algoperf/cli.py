@@ -205,9 +205,11 @@ def _register_optional_commands() -> None:
     app.add_typer(leaderboard_app, name="leaderboard")
     try:
         from algoperf.scoring.command import score
+        from algoperf.scoring.compare import compare
     except ImportError:
         return
     app.command("score")(score)
+    app.command("compare")(compare)
 
 
 _register_optional_commands()

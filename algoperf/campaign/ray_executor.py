@@ -361,11 +361,11 @@ def _portable_fields(config: TrialConfig) -> dict[str, Any]:
 
 
 def _builtin_name(path: str | None, registry: Any) -> str | None:
+    """A built-in's name (nested ones as ``leaderboard_v05/<name>``), None for any other path."""
     if path is None or not Path(path).is_file():
         return None
-    file = Path(path).resolve()
-    name = file.parent.name
-    return name if name in registry.submission_names() and registry.resolve_submission(name) == file else None
+    name = registry.builtin_submission_name(path)
+    return name if name is not None and registry.resolve_submission(name) == Path(path).resolve() else None
 
 
 def _collect(ref: Any, config: TrialConfig) -> TrialOutcome:

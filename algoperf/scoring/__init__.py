@@ -9,13 +9,17 @@ rule) and integrates the performance profiles; :func:`bootstrap` resamples studi
 intervals and order flips; :mod:`algoperf.scoring.report` prints and writes the results.
 Each published leaderboard's rules are one :class:`BenchmarkVersion`
 (:data:`VERSIONS`), chosen by :func:`choose_version`.
-``algoperf score`` is :func:`algoperf.scoring.command.score`.
+``algoperf score`` is :func:`algoperf.scoring.command.score` over :func:`algoperf.scoring.pipeline.score_sources`; ``algoperf compare`` is :mod:`algoperf.scoring.compare` (:mod:`algoperf.scoring.paired`); compute cost is :mod:`algoperf.scoring.cost`.
 See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
 """
 
-from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips
+from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips, rank_probabilities
+from algoperf.scoring.cost import CampaignCost, CostOptions, campaign_cost
 from algoperf.scoring.errors import ScoringError
 from algoperf.scoring.logs import TrialLog, discover, read_logs, read_measurements
+from algoperf.scoring.options import ScoreRequest
+from algoperf.scoring.paired import PairResult, compare_pair, holm
+from algoperf.scoring.pipeline import Scored, score_sources
 from algoperf.scoring.profile import (
     ALGOPERF_TAU_POINTS,
     TAU_MAX,
@@ -59,6 +63,11 @@ __all__ = [
     "VERSIONS",
     "BenchmarkVersion",
     "BootstrapResult",
+    "CampaignCost",
+    "CostOptions",
+    "PairResult",
+    "ScoreRequest",
+    "Scored",
     "ReadIssues",
     "RulesetReport",
     "ScoreResult",
@@ -70,6 +79,11 @@ __all__ = [
     "WorkloadTarget",
     "apply_rules",
     "bootstrap",
+    "campaign_cost",
+    "compare_pair",
+    "holm",
+    "rank_probabilities",
+    "score_sources",
     "build_table",
     "choose_version",
     "discover",

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 NOTE_TAG = "mlflow.note.content"
 MAX_NOTE_LENGTH = 20000  # MLflow's limit on an experiment tag's value
 _SHOWN = ("rank", "name", "score", "interval", "score_exact", "score_trapezoid")
+# Fields a bootstrap over studies gives: degenerate (and misleading) with one study.
+_FROM_BOOTSTRAP = ("p_rank_1", "rank_interval", "speedup_interval")
 
 
 def artifact_url(run_id: str, path: str) -> str:
@@ -70,6 +72,8 @@ def score_table(report: RulesetReport, digits: int = 4) -> list[str]:
              if k not in _SHOWN and not any(per_workload(s.get(k)) for s in subs)]
     boot = report.boot
     one_study = studies_of(report) < 2
+    if one_study:
+        extra = [k for k in extra if k not in _FROM_BOOTSTRAP]
     head = ["#", "submission", "score" + ("" if boot is None or one_study else f" [{boot.confidence:.0%} CI]")]
     lines = ["| " + " | ".join(head + [k.replace("_", " ") for k in extra]) + " |", "|" + "---|" * (len(head) + len(extra))]
     for s in sorted(subs, key=lambda s: s["rank"]):
