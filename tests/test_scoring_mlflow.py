@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -282,9 +281,7 @@ def test_a_tracking_server_that_is_down_is_one_clear_line(campaign, monkeypatch)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     uri = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
     result = _score(campaign, "--experiment", "adamw", "--tracking-uri", uri)
-    assert time.monotonic() - start < 10
     assert result.exit_code == 2 and result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert (

@@ -16,6 +16,7 @@ See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
 from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips, rank_probabilities
 from algoperf.scoring.cost import CampaignCost, CostOptions, campaign_cost
 from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.files import write_outputs
 from algoperf.scoring.logs import TrialLog, discover, read_logs, read_measurements
 from algoperf.scoring.options import ScoreRequest
 from algoperf.scoring.paired import PairResult, compare_pair, holm
@@ -39,7 +40,7 @@ from algoperf.scoring.profile import (
     trapezoid_score,
     workload_times,
 )
-from algoperf.scoring.report import RulesetReport, report_to_dict, reports_to_json, write_outputs
+from algoperf.scoring.report import RulesetReport, report_to_dict, reports_to_json
 from algoperf.scoring.targets import (
     EXTERNAL_BUDGETS_SEC,
     SELF_TUNING_FACTOR,

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from algoperf.scoring.cost import CostOptions, parse_prices
 from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.files import write_outputs
 from algoperf.scoring.flags import (
     AreaOpt,
     AsJsonOpt,
@@ -47,7 +48,7 @@ from algoperf.scoring.flags import (
 from algoperf.scoring.from_mlflow import log_scores_back
 from algoperf.scoring.options import ScoreRequest, Warnings, rule_options
 from algoperf.scoring.pipeline import Scored, score_sources
-from algoperf.scoring.report import render, reports_to_json, write_outputs
+from algoperf.scoring.report import render, reports_to_json
 
 
 def cost_options(devices: int | None, prices: list[str] | None) -> CostOptions:

@@ -1,5 +1,5 @@
 """The files of a score: scores.csv, times.csv, study_times.csv, order_flips.csv, cost.csv,
-and the performance-profile plots (:func:`algoperf.scoring.report.write_outputs` writes them all)."""
+and the performance-profile plots (:func:`write_outputs` writes them all)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from algoperf.scoring.cost import write_cost_csv
 from algoperf.scoring.profile import TAU_MAX, profile_steps, study_times
 from algoperf.scoring.report import (
     RULESET_TITLES,
@@ -14,6 +15,7 @@ from algoperf.scoring.report import (
     _num,
     format_score,
     report_to_dict,
+    reports_to_json,
 )
 
 SCORES_HEADER = [
@@ -137,3 +139,16 @@ def plot_profiles(report: RulesetReport, stem: Path, digits: int = 4) -> list[Pa
     return paths
 
 
+def write_outputs(reports: Sequence[RulesetReport], out: str | Path, digits: int = 4) -> list[Path]:
+    """CSV, JSON and plots of every ruleset into folder ``out`` (created if needed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = write_csvs(reports, out)
+    if any(rep.cost is not None for rep in reports):
+        paths.append(write_cost_csv(reports, out / "cost.csv"))
+    json_path = out / "scores.json"
+    json_path.write_text(reports_to_json(reports) + "\n")
+    paths.append(json_path)
+    for rep in reports:
+        paths += plot_profiles(rep, out / f"performance_profile_{rep.ruleset}", digits)
+    return paths

@@ -6,14 +6,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from algoperf.scoring.bootstrap import BootstrapResult
-from algoperf.scoring.cost import CampaignCost, write_cost_csv
+from algoperf.scoring.cost import CampaignCost
 from algoperf.scoring.profile import ScoreResult
 
 RULESET_TITLES = {"external": "external tuning", "self": "self-tuning"}
@@ -317,23 +316,3 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
                 *("" if a == b else f"{boot.flips[a, b]:.2f}" for b in order),
             )
         console.print(flips)
-
-
-# --- files ---------------------------------------------------------------------------------
-
-
-def write_outputs(reports: Sequence[RulesetReport], out: str | Path, digits: int = 4) -> list[Path]:
-    """CSV, JSON and plots of every ruleset into folder ``out`` (created if needed)."""
-    from algoperf.scoring.files import plot_profiles, write_csvs
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = write_csvs(reports, out)
-    if any(rep.cost is not None for rep in reports):
-        paths.append(write_cost_csv(reports, out / "cost.csv"))
-    json_path = out / "scores.json"
-    json_path.write_text(reports_to_json(reports) + "\n")
-    paths.append(json_path)
-    for rep in reports:
-        paths += plot_profiles(rep, out / f"performance_profile_{rep.ruleset}", digits)
-    return paths

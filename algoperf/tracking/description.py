@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from algoperf.tracking import store
+from algoperf.tracking import artifacts
 
 if TYPE_CHECKING:
     from algoperf.scoring.report import RulesetReport
@@ -210,7 +210,7 @@ def publish(client: Any, tracking_uri: str, experiment_id: str, experiment_name:
     records = read_campaign(tracking_uri, experiment_name, ruleset=report.ruleset)
     made = [plot_time_to_target(report, folder / f"time_to_target_{report.ruleset}.png")]
     made += [p for w in report.result.workloads if (p := plot_curves(records, w, folder / f"curves_{w}.png"))]
-    store.log_files(client, tracking_uri, run, [(p, None) for p in made])
+    artifacts.log_files(client, tracking_uri, run, [(p, None) for p in made])
     profile = f"performance_profile_{report.ruleset}.png"
     images = ([profile] if (folder / profile).is_file() else []) + [p.name for p in made]
     text = describe(report, run.info.run_id, images, sources, digits=digits)

@@ -17,7 +17,7 @@ go back onto that experiment so the dashboard shows them beside the trials:
   - params: the scoring options (area, held-out rule, bootstrap replicates, seed,
     confidence, ...), the targets and every source scored together;
   - artifacts: scores.csv, times.csv, study_times.csv, order_flips.csv, scores.json and
-    cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.report.write_outputs`);
+    cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.files.write_outputs`);
   - the score table as the run's description (``mlflow.note.content``);
 * the experiment's description: the score table, times, plots, when and how
   (:mod:`algoperf.tracking.description`), replaced by every rescoring;
@@ -42,13 +42,19 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from algoperf.tracking import store
+from algoperf.scoring.files import write_outputs
+from algoperf.scoring.report import (
+    RULESET_TITLES,
+    RulesetReport,
+    format_hours,
+    format_score,
+    format_time,
+    rank_text,
+)
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
-
-if TYPE_CHECKING:  # scoring (numpy, rich) is imported when scores are logged
-    from algoperf.scoring.report import RulesetReport
 
 SCORE_KIND = "score"
 SCORE_TAG = "algoperf.score"
@@ -178,10 +184,7 @@ def score_params(
 
 def score_note(report: RulesetReport, digits: int = 4) -> str:
     """The score table in Markdown, shown as the score run's description."""
-    from algoperf.scoring.report import RULESET_TITLES, format_score, format_time
-
     res, boot = report.result, report.boot
-    from algoperf.scoring.report import format_hours, rank_text
 
     ci = f" [{boot.confidence:.0%} CI]" if boot else ""
     head = ["#", "submission", "score" + ci]
@@ -233,7 +236,6 @@ def log_scores(
     since the scores of a profile depend on every submission in it. Replaces an earlier
     score run of the same experiment and ruleset; see the module docstring.
     """
-    from algoperf.scoring.report import RULESET_TITLES, format_score, write_outputs
     from algoperf.tracking.description import publish
 
     client = store.client_for(tracking_uri)
@@ -261,7 +263,7 @@ def log_scores(
         )
         with tempfile.TemporaryDirectory(prefix="algoperf-score-") as tmp:
             paths = write_outputs([report], Path(tmp), digits)
-            store.log_files(client, tracking_uri, run, [(p, None) for p in paths])
+            artifacts.log_files(client, tracking_uri, run, [(p, None) for p in paths])
             publish(client, tracking_uri, eid, experiment_name, report, run, Path(tmp), sources, digits)
         client.set_terminated(run_id, status="FINISHED")
     except BaseException:
