@@ -68,14 +68,20 @@ def score_table(report: RulesetReport, digits: int = 4) -> list[str]:
     def per_workload(value: Any) -> bool:  # those have their own table below
         return isinstance(value, dict) and bool(value) and set(value) <= workloads
 
+    for s in subs:  # a nested record (cost) shows its headline figure; the CSVs hold the rest
+        for k, v in list(s.items()):
+            if isinstance(v, dict) and not per_workload(v):
+                s[k] = v.get("device_h") if "device_h" in v else None
     extra = [k for k in dict.fromkeys(k for s in subs for k in s)
-             if k not in _SHOWN and not any(per_workload(s.get(k)) for s in subs)]
+             if k not in _SHOWN and not any(per_workload(s.get(k)) for s in subs)
+             and any(s.get(k) is not None for s in subs)]
+    names = {"cost": "device-h", "p_rank_1": "P(1st)"}
     boot = report.boot
     one_study = studies_of(report) < 2
     if one_study:
         extra = [k for k in extra if k not in _FROM_BOOTSTRAP]
     head = ["#", "submission", "score" + ("" if boot is None or one_study else f" [{boot.confidence:.0%} CI]")]
-    lines = ["| " + " | ".join(head + [k.replace("_", " ") for k in extra]) + " |", "|" + "---|" * (len(head) + len(extra))]
+    lines = ["| " + " | ".join(head + [names.get(k, k.replace("_", " ")) for k in extra]) + " |", "|" + "---|" * (len(head) + len(extra))]
     for s in sorted(subs, key=lambda s: s["rank"]):
         interval = None if one_study else s.get("interval")
         cells = [str(s["rank"]), s["name"], format_score(s["score"], interval, digits)]
