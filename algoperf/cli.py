@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,189 +33,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
-
-
-def _parse_hparams(value: str | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    # Inline JSON first: a long JSON object is no valid path (Path.exists raises on it).
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError as inline_error:
-        path = Path(value)
-        try:
-            is_file = path.is_file()
-        except OSError:
-            is_file = False
-        if not is_file:
-            raise fail(f"--hparams {value!r}: neither inline JSON ({inline_error.msg}) nor an existing JSON file") from None
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise fail(f"--hparams {value!r}: the file is not valid JSON ({e.msg} at line {e.lineno})") from e
-    if not isinstance(data, dict):
-        raise fail(f"--hparams {value!r}: expected a JSON object of name -> value"
-                   + ("; a list of points is a search space: pass it as --tuning-search-space" if isinstance(data, list) else ""))
-    ranged = [k for k, v in data.items() if isinstance(v, dict) and ({"min", "max", "feasible_points"} & set(v))]
-    if ranged:
-        raise fail(f"--hparams {value!r} is a search space ({ranged[0]} has {'/'.join(sorted({'min', 'max', 'feasible_points'} & set(data[ranged[0]])))}), "
-                   "not one point: pass it as --tuning-search-space FILE, or give fixed values like {\"learning_rate\": 0.001}")
-    return data
-
-
-def _workloads_for(workloads: list[str], suite: str | None) -> list[str]:
-    from algoperf import registry, suites
-
-    names = list(workloads)
-    if suite:
-        if suite not in suites.SUITES:
-            raise fail(f"unknown suite {suite!r}; known suites: {', '.join(suites.SUITES)}")
-        names += [w for w in suites.SUITES[suite] if w not in names]
-    if not names:
-        raise fail("name at least one --workload (or a --suite); `algoperf workloads` lists them")
-    for name in names:
-        try:
-            registry.get_workload_class(name)
-        except registry.UnknownNameError as e:
-            raise fail(str(e)) from e
-    return names
-
-
-def _result_table(results: list[dict[str, Any]]) -> Table:
-    table = Table(title="Trials")
-    for column in ("workload", "study", "trial", "status", "time to result (s)", "steps", "submission time (s)", "best validation"):
-        table.add_column(column, justify="right" if column not in ("workload", "status") else "left")
-    for r in results:
-        ttr = r.get("time_to_result")
-        best = r.get("best_validation")
-        table.add_row(
-            r["workload"], str(r.get("study", "") if r.get("study") is not None else "-"), str(r.get("trial", 1)),
-            {"reached_target": "[green]reached target[/]", "missed": "[yellow]missed[/]",
-             "diverged": "[red]diverged[/]", "failed": "[red]failed[/]"}.get(r["status"], r["status"]),
-            f"{ttr:.2f}" if ttr is not None else "-",
-            str(r["global_step"]), f"{r['accumulated_submission_time']:.2f}",
-            f"{best:.4f}" if best is not None else "-",
-        )
-    return table
-
-
-@app.command()
-def run(
-    ctx: typer.Context,
-    submission: Annotated[str, typer.Option("--submission", "-s", help="A built-in submission name, a folder holding submission.py, or a module path.")],
-    workload: Annotated[list[str], typer.Option("--workload", "-w", help="Workload name (repeatable).")] = [],  # noqa: B006
-    suite: Annotated[str | None, typer.Option(help="Run every workload of a suite (e.g. 'small').")] = None,
-    ruleset: Annotated[str, typer.Option(help="external (tuned hyperparameters) or self (no hyperparameters, budget x1.5).")] = "external",
-    studies: Annotated[int, typer.Option(help="Independent studies (AlgoPerf: 3 external, 5 self-tuning).")] = 1,
-    trials: Annotated[int, typer.Option(help="Trials per study in external tuning (AlgoPerf: 5).")] = 1,
-    hparams: Annotated[str | None, typer.Option(help="Hyperparameters for every trial: a JSON file or inline JSON object.")] = None,
-    tuning_search_space: Annotated[Path | None, typer.Option("--tuning-search-space", help="The search space (AlgoPerf's --tuning_search_space): a JSON file anywhere; default tuning_search_space.json beside the submission.")] = None,
-    batch_size: Annotated[list[str], typer.Option("--batch-size", help="WORKLOAD=N: global batch size for that workload, over the submission's get_batch_size (repeatable).")] = [],  # noqa: B006
-    submission_style: Annotated[str, typer.Option("--submission-style", help="auto: read from the submission's source whether it is pmap-style (v0.5: replicated params, per-device batches) or jit-style (v0.6); jit or pmap: force it.")] = "auto",
-    experiment_dir: Annotated[Path, typer.Option(help="Where experiments are written.")] = Path("experiments"),
-    experiment_name: Annotated[str | None, typer.Option(help="Folder name of this campaign (default <submission>_<ruleset>).")] = None,
-    seed: Annotated[int, typer.Option(help="Campaign seed: the same seed gives the same trials.")] = 0,
-    max_steps: Annotated[int | None, typer.Option(help="Stop each trial after this many steps (with a final eval).")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="Data folder for workloads that read files (e.g. mnist).")] = None,
-    size: Annotated[float, typer.Option(help="Model size multiplier of small-suite workloads (1.0 = as calibrated).")] = 1.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db).")] = None,
-    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Record every trial in MLflow (see `algoperf ui`).")] = True,
-    executor: Annotated[str, typer.Option(help="local: trials one after another in this process (fastest for one trial); ray: each trial a Ray task in a fresh process, with retries and resume; auto: ray when --address, RAY_ADDRESS or --hardware is given or there is more than one trial, else local.")] = "auto",
-    address: Annotated[str | None, typer.Option(help="Ray cluster to join (the address `ray start --head` printed); default RAY_ADDRESS, else an embedded Ray sized to this machine.")] = None,
-    hardware: Annotated[str | None, typer.Option(help="What every trial runs on: cpu:N, NxTYPE (1xH100, 8xA100), +cpu:C, @LABEL (docs/cluster.md). Default: all cores of a node, or one GPU.")] = None,
-    allow_mixed_hardware: Annotated[bool, typer.Option("--allow-mixed-hardware", help="Let one campaign's trials run on different kinds of hardware.")] = False,
-    max_retries: Annotated[int, typer.Option(help="Times a trial whose process or node died is retried (it resumes from its checkpoint).")] = 3,
-    budget_factor: Annotated[float | None, typer.Option(help="Multiply each workload's time budget (default: 1.0 external, 1.5 self-tuning as in AlgoPerf v0.6).")] = None,
-) -> None:
-    """Run a submission on workloads under the benchmark's timing rules."""
-    from algoperf import suites
-    from algoperf.campaign import cluster
-    from algoperf.hardware import HardwareSpecError
-
-    # Ray starts before anything imports JAX (the registry and submissions do).
-    num_trials = len(dict.fromkeys([*workload, *suites.SUITES.get(suite or "", [])])) * studies * (1 if ruleset == "self" else trials)
-    try:
-        use_ray = cluster.choose_executor(executor, address=address, hardware=hardware, num_trials=num_trials) == "ray"
-        if use_ray and cluster.connect(address):
-            import ray
-
-            ctx.call_on_close(ray.shutdown)  # also when the command fails; this process may go on (tests)
-    except (cluster.SchedulerError, HardwareSpecError) as e:
-        raise fail(str(e)) from e
-    from algoperf import registry
-    from algoperf.campaign.plan import MixedHardwareError, plan_trials, run_local
-    from algoperf.runner.observers import ConsoleObserver, combine_observers
-    from algoperf.runner.trial_log import TRACEBACK_FILE
-    from algoperf.spec import DataNotFoundError
-    from algoperf.submission.batch_size import parse_overrides as parse_batch_size_overrides
-    from algoperf.submission.loading import SubmissionError, load_submission
-
-    names = _workloads_for(workload, suite)
-    try:
-        batch_sizes = parse_batch_size_overrides(batch_size)
-        unknown = [n for n in batch_sizes if n not in names]
-        if unknown:
-            raise fail(f"--batch-size names {', '.join(unknown)}, which this run does not include ({', '.join(names)})")
-        loaded = load_submission(submission, search_space_path=tuning_search_space, style=submission_style)
-        configs = plan_trials(
-            loaded, names, ruleset=ruleset, studies=studies, trials=trials, seed=seed,
-            experiment_dir=experiment_dir, experiment_name=experiment_name,
-            hyperparameters=_parse_hparams(hparams), max_steps=max_steps, data_dir=data_dir,
-            workload_kwargs={"size": size} if size != 1.0 else None, budget_factor=budget_factor,
-            batch_sizes=batch_sizes,
-        )
-    except (SubmissionError, ValueError) as e:
-        raise fail(str(e)) from e
-
-    def observer_for(config):
-        info = registry.workload_info(config.workload)
-        label = f"{loaded.name} on {config.workload}" + (f" study {config.study_index}" if config.study_index is not None else "") + f" trial {config.trial_index}"
-        shown = ConsoleObserver(console, label, f"validation/{info['target_metric_name']}", info["validation_target_value"], info["max_allowed_runtime_sec"] * config.budget_factor)
-        return combine_observers(shown, tracker.observer_for(config)) if tracker else shown
-
-    tracker = _tracker(tracking, tracking_uri, configs, loaded.name, ctx if use_ray else None, address)
-
-    def on_skip(config, done):
-        console.print(f"{config.path}: already finished ({done['status']}); delete the folder to run it again")
-
-    try:
-        if use_ray:
-            from algoperf.campaign.ray_executor import run_campaign
-
-            outcomes = run_campaign(
-                configs, hardware=hardware, allow_mixed_hardware=allow_mixed_hardware, max_retries=max_retries,
-                observer_factory=tracker.observer_for if tracker else None, console=console,
-            )
-            results = [o.row() for o in outcomes]
-        else:
-            results = run_local(configs, loaded, observer_for, on_skip, allow_mixed_hardware=allow_mixed_hardware)
-    except DataNotFoundError as e:
-        raise fail(str(e)) from e
-    except SubmissionError as e:
-        raise fail(str(e)) from e
-    except (cluster.SchedulerError, HardwareSpecError, MixedHardwareError) as e:
-        raise fail(str(e)) from e
-    rows = []
-    for config, r in zip(configs, results, strict=True):
-        row = r if isinstance(r, dict) else r.to_dict()
-        rows.append({**row, "study": config.study_index, "trial": config.trial_index})
-    if json_output:
-        stdout.print_json(json.dumps(rows))
-    else:
-        stdout.print(_result_table(rows))
-        console.print(f"Logs (AlgoPerf format): {Path(configs[0].experiment_dir) / configs[0].experiment_name}")
-        if tracker:
-            console.print(f"MLflow: experiment {tracker.experiment_name!r} in {tracker.store_uri or tracker.tracking_uri}; open it with `algoperf ui`", highlight=False)
-    not_ok = ("failed", "error", "refused", "lost")  # error/refused/lost: Ray trials that did not run to their end
-    failed = [row for row in rows if row["status"] in not_ok]
-    for row in failed:
-        reason = row.get("error_summary") or next(iter(str(row.get("error") or "").strip().splitlines()), "")
-        where = f" (traceback: {Path(row['trial_dir']) / TRACEBACK_FILE})" if row.get("error_summary") else ""
-        console.print(f"[red]{row['workload']} trial {row['trial']} {row['status']}:[/] {reason}{where}", highlight=False)
-    if failed:
-        console.print(f"[red]{len(failed)} of {len(rows)} trials did not run to their end[/] (each is recorded in its trial folder; rerunning the command runs them again)", highlight=False)
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -318,44 +135,6 @@ def data_list() -> None:
     stdout.print(table)
 
 
-def _tracker(enabled: bool, uri: str | None, configs: list, submission_name: str, workers_ctx=None, address=None):
-    """The MLflow TrackerFactory of a run (None with --no-tracking).
-
-    With Ray workers (``workers_ctx`` given) a SQLite store is served by a local mlflow
-    server for the command's lifetime: many processes must not write one SQLite file.
-    """
-    if not enabled:
-        return None
-    from algoperf.tracking import (
-        TrackerFactory,
-        TrackingError,
-        ensure_server_for_workers,
-        resolve_tracking_uri,
-        sqlite_path,
-    )
-    from algoperf.tracking.observer import warn
-
-    tracker = None
-    try:
-        store_uri = resolve_tracking_uri(uri)
-        worker_uri = store_uri
-        if workers_ctx is not None and sqlite_path(store_uri) is not None:
-            console.print(f"Starting an MLflow server over {store_uri} for the Ray workers ...", highlight=False)
-            remote = {"host": "0.0.0.0", "advertise_host": _node_ip()} if address else {}
-            worker_uri, server = ensure_server_for_workers(store_uri, **remote)
-            workers_ctx.call_on_close(server.stop)
-        tracker = TrackerFactory(worker_uri, configs[0].experiment_name, store_uri=store_uri)
-        tracker.prepare(configs, submission_name)
-    except TrackingError as e:
-        raise fail(str(e)) from e
-    except Exception as e:  # noqa: BLE001 - store down: trials still run, their observers retry
-        if tracker is None:
-            raise fail(f"MLflow tracking could not be set up ({type(e).__name__}: {e}); pass --no-tracking to run without it") from e
-        warn(f"MLflow store {tracker.tracking_uri} not reachable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-             "the trials run anyway and retry logging")
-    return tracker
-
-
 @app.command()
 def targets(
     workload: Annotated[str, typer.Argument(help="The workload whose targets to set.")],
@@ -415,16 +194,12 @@ def env_command(
         raise typer.Exit(1)
 
 
-def _node_ip() -> str:
-    import ray
-
-    return ray.util.get_node_ip_address()
-
-
 def _register_optional_commands() -> None:
+    from algoperf.campaign.command import run
     from algoperf.leaderboards.command import leaderboard_app
     from algoperf.tracking.commands import mlflow_app, ui
 
+    app.command("run")(run)
     app.command("ui")(ui)
     app.add_typer(mlflow_app, name="mlflow")
     app.add_typer(leaderboard_app, name="leaderboard")

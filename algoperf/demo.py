@@ -18,6 +18,7 @@ from algoperf import registry
 
 SUBMISSIONS = ["nadamw", "adamw", "lion"]
 WORKLOADS = ["mnist1d", "ctr"]
+EXPERIMENT = "demo"
 
 
 def _run(args: list[str]) -> int:
@@ -32,22 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     experiment_dir = Path(args.experiment_dir)
     submissions = [s for s in SUBMISSIONS if s in registry.submission_names()]
     workloads = [w for w in WORKLOADS if w in registry.workload_names()]
+    # One campaign: every submission in one `algoperf run`, so they land in one MLflow
+    # experiment and the dashboard compares them on one page.
+    run = ["run", "--experiment-dir", str(experiment_dir), "--experiment-name", EXPERIMENT, "--experiment", EXPERIMENT]
     for submission in submissions:
-        run = ["run", "--submission", submission, "--experiment-dir", str(experiment_dir),
-               "--experiment-name", submission]
-        for workload in workloads:
-            run += ["--workload", workload]
-        if _run(run) != 0:
-            return 1
-    # Scored from MLflow alone; the score table and plots are logged back onto each campaign.
-    score = ["score", "--output", str(experiment_dir / "score")]
-    for submission in submissions:
-        score += ["--experiment", submission]
-    if _run(score) != 0:
+        run += ["--submission", submission]
+    for workload in workloads:
+        run += ["--workload", workload]
+    if _run(run) != 0:
+        return 1
+    # Scored from MLflow alone; the score table, plots and the experiment's description are
+    # written back onto the campaign.
+    if _run(["score", "--experiment", EXPERIMENT, "--output", str(experiment_dir / "score")]) != 0:
         return 1
     print(f"\nTrial logs (AlgoPerf format): {experiment_dir}/")
     print(f"Score table and performance profile: {experiment_dir / 'score'}/")
-    print("Open the dashboard:  algoperf ui   (then follow the printed URL)")
+    print(f"Open the dashboard:  algoperf ui --experiment {EXPERIMENT}   (then follow the printed URL)")
     return 0
 
 

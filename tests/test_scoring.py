@@ -589,12 +589,13 @@ def test_cli_table_and_output_files(tmp_path):
         for cells in (line.split("│") for line in result.stdout.splitlines() if "│" in line)
         if len(cells) > 3
     }
-    # score printed as 'score [lo, hi]', times per workload, misses marked
-    assert rows["a"][3].strip() == "1.0000 [1.0000, 1.0000]"
-    assert rows["b"][3].strip() == "0.3333 [0.3333, 0.3333]"  # (4 - 2) / 3 / 2 workloads
-    # then P(1st), the rank interval, device-hours and the speedup, then the workloads
-    assert [c.strip() for c in rows["b"][4:6]] == ["0.00", "2"]
-    assert [c.strip() for c in rows["b"][8:10]] == ["3.3 min", "no logs"]
+    # One study each: no interval, no P(1st), no rank interval (they would read as
+    # certainty), and it says why; then device-hours and the speedup, then the workloads.
+    assert rows["a"][3].strip() == "1.0000"
+    assert rows["b"][3].strip() == "0.3333"  # (4 - 2) / 3 / 2 workloads
+    assert "One study per submission gives no interval" in " ".join(result.stdout.split())
+    assert "order flips" not in result.stdout
+    assert [c.strip() for c in rows["b"][6:8]] == ["3.3 min", "no logs"]
     for name in ("scores.csv", "times.csv", "study_times.csv", "order_flips.csv", "scores.json"):
         assert (out / name).stat().st_size > 0
     assert (out / "performance_profile_external.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

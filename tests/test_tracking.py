@@ -175,7 +175,7 @@ def test_observer_records_experiment_study_trial_metrics_and_artifacts(tmp_path,
     assert [s.info.run_id for s in studies] == [run.data.tags["mlflow.parentRunId"]]
     assert studies[0].data.tags["algoperf.study"] == "0" and studies[0].info.status == "FINISHED"
     assert studies[0].data.metrics["time_to_target/mnist1d"] == pytest.approx(9.5)
-    assert run.info.run_name == "mnist1d trial 1" and run.info.status == "FINISHED"
+    assert run.info.run_name == "nadamw · mnist1d · study 0 · trial 1" and run.info.status == "FINISHED"
     assert run.data.params == {"learning_rate": "0.003", "beta2": "0.999"}
     tags = run.data.tags
     expected = {"algoperf.workload": "mnist1d", "algoperf.submission": "nadamw", "algoperf.submission_hash": "abc123",
@@ -195,7 +195,8 @@ def test_observer_records_experiment_study_trial_metrics_and_artifacts(tmp_path,
     assert {"eval_measurements.csv", "hparams.json", "meta_data_0.json", "trial_result.json", "submission"} <= artifacts
     assert "submission/submission.py" in {a.path for a in client.list_artifacts(run.info.run_id, "submission")}
     assert max(sizes) <= 1000
-    assert sum(sizes) == 3 * 9 + len(per_step) + 2  # every value once (+ time to target on both runs)
+    assert sum(sizes) == 3 * 9 + len(per_step) + 3  # every value once (+ time to target on both runs, best_validation)
+    assert run.data.metrics["best_validation"] == pytest.approx(0.9)  # a runs-table column
     assert len([s for s in sizes if s]) <= 8  # batched: not one request per eval row or value
 
 

@@ -111,7 +111,7 @@ def test_cli_run_records_experiment_study_nested_trials_and_artifacts(server, ca
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (study,) = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'study'")
     trials = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'", order_by=["tags.`algoperf.trial` ASC"])
-    assert [t.info.run_name for t in trials] == ["mnist1d trial 1"]
+    assert [t.info.run_name for t in trials] == ["nadamw · mnist1d · study 0 · trial 1"]
     for run, row in zip(trials, campaign["rows"], strict=True):
         folder = Path(row["trial_dir"])
         assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
@@ -312,7 +312,7 @@ def test_cli_run_records_into_the_default_sqlite_store(local_store):
     exp = client.get_experiment_by_name(local_store["name"])
     runs = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'trial'")
     (study,) = client.search_runs([exp.experiment_id], "tags.`algoperf.kind` = 'study'")
-    assert sorted(r.info.run_name for r in runs) == ["mnist1d trial 1", "mnist1d trial 2"]
+    assert sorted(r.info.run_name for r in runs) == ["nadamw · mnist1d · study 0 · trial 1", "nadamw · mnist1d · study 0 · trial 2"]
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {study.info.run_id}
     assert len(list((folder / "mlartifacts").rglob("eval_measurements.csv"))) == 2  # beside the database
 
@@ -338,7 +338,7 @@ def ui(local_store):
 def test_ui_prints_the_runs_table_of_the_latest_experiment(ui, local_store):
     client = MlflowClient(local_store["uri"])
     exp = client.get_experiment_by_name(local_store["name"])
-    assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    assert ui["url"] == f"http://127.0.0.1:{ui['port']}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=algoperf"
     (run,) = client.search_runs([exp.experiment_id], "tags.`algoperf.trial` = '1'")
     base = ui["url"].split("/#")[0]
     with urllib.request.urlopen(f"{base}/get-artifact?path=eval_measurements.csv&run_uuid={run.info.run_id}") as r:
@@ -433,12 +433,15 @@ def test_dashboard_shows_the_experiment_study_nested_trials_and_charts(ui, local
                     "to check the dashboard in a browser; .ci/run installs it")
     pytest.importorskip("aiohttp", reason="aiohttp (a Ray dependency) drives Chromium's DevTools protocol")
     OUTPUT.mkdir(exist_ok=True)
-    trials = ["mnist1d trial 1", "mnist1d trial 2"]
-    seen = asyncio.run(_drive_dashboard(ui["url"], local_store["name"], "nadamw study 0", trials, OUTPUT))
+    trials = ["nadamw · mnist1d · study 0 · trial 1", "nadamw · mnist1d · study 0 · trial 2"]
+    # MLflow's own view (without algoperf's grouping, tests/test_dashboard.py checks that one):
+    # trials nested under their study run.
+    plain = ui["url"].split("&viewStateShareKey=")[0]
+    seen = asyncio.run(_drive_dashboard(plain, local_store["name"], "nadamw study 0", trials, OUTPUT))
     assert seen["expanders"] >= 1  # the study row can be expanded: it has nested runs
     runs = seen["runs"]
     assert local_store["name"] in runs and "nadamw study 0" in runs
-    assert runs.index("nadamw study 0") < runs.index("mnist1d trial 1")  # nested under it
+    assert runs.index("nadamw study 0") < runs.index("nadamw · mnist1d · study 0 · trial 1")  # nested under it
     assert "validation/accuracy" in seen["charts"]
     for png in ("mlflow-dashboard-runs.png", "mlflow-dashboard-charts.png"):
         assert (OUTPUT / png).stat().st_size > 10_000  # a real picture, kept for a person to look at

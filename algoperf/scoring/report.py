@@ -198,16 +198,36 @@ def reports_to_json(reports: Sequence[RulesetReport]) -> str:
 # --- terminal ------------------------------------------------------------------------------
 
 
+def version_label(version: str) -> str:
+    """``benchmark v0.6`` for AlgoPerf's versions; other rule sets by their own name."""
+    return f"benchmark v{version}" if str(version)[:1].isdigit() else f"{version} rules"
+
+
+def one_study(report: RulesetReport) -> bool:
+    """Whether every submission has one study per workload: then the bootstrap, which
+    resamples studies, gives every replicate the same score (no interval, no flips)."""
+    ids = report.result.table.study_ids
+    return max((len(w) for s in ids for w in s), default=0) < 2
+
+
+ONE_STUDY_NOTE = (
+    "One study per submission gives no interval and no order uncertainty (the bootstrap "
+    "resamples studies): run 2 or more (`algoperf run --studies 3`, AlgoPerf's count) for one."
+)
+
+
 def score_table_view(report: RulesetReport, digits: int = 4) -> Table:
     """The score table of one ruleset as a rich :class:`Table` (what ``render`` prints)."""
     res, boot = report.result, report.boot
+    if one_study(report):
+        boot = None  # [x, x] and P(1st) = 1 would read as certainty
     opts = res.options
     title = (
         f"AlgoPerf scores, {RULESET_TITLES[report.ruleset]}"
         f" ({opts.area} area"
         + (", v0.5 held-out rule" if opts.heldout_rule == "v0.5" else "")
         + (", trial per study by eval index" if opts.trial_choice == "eval-index" else "")
-        + (f", benchmark v{report.benchmark_version}" if report.benchmark_version else "")
+        + (f", {version_label(report.benchmark_version)}" if report.benchmark_version else "")
         + ")"
     )
     table = Table(title=title, title_justify="left", header_style="bold")
@@ -278,6 +298,9 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
     """Print the score table (and, with a bootstrap, the order-flip matrix)."""
     console.print(score_table_view(report, digits))
     res, boot = report.result, report.boot
+    if boot is not None and one_study(report):
+        console.print(ONE_STUDY_NOTE, highlight=False)
+        return
     if boot is not None and len(res.submissions) > 1:
         order = res.ranking()
         console.print(

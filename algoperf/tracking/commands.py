@@ -81,6 +81,20 @@ def import_command(
         console.print("View them with `algoperf ui`" + (f" --tracking-uri {uri}" if tracking_uri else ""), highlight=False, soft_wrap=True)
 
 
+def _with_view(uri: str, experiment_id: str | None) -> str | None:
+    """The shared-view key of the experiment's algoperf view (written now), or None."""
+    from algoperf.tracking.store import client_for
+    from algoperf.tracking.view import ensure_view
+
+    if experiment_id is None:
+        return None
+    try:
+        return ensure_view(client_for(uri), experiment_id)
+    except Exception as e:  # noqa: BLE001 - a read-only store: the plain runs table still opens
+        console.print(f"warning: could not store the dashboard view ({type(e).__name__}); opening the plain runs table", highlight=False)
+        return None
+
+
 def _pick_experiment(uri: str, name: str | None) -> tuple[str | None, str | None]:
     """(id, name) of ``name``, else of the most recently updated experiment (not Default)."""
     from algoperf.tracking.store import client_for
@@ -109,7 +123,7 @@ def ui(
     uri = _resolve(tracking_uri)
     if is_http(uri):  # a server already: nothing to start
         experiment_id, _ = _pick_experiment(uri, experiment)
-        stdout.print(runs_page_url(uri, experiment_id), highlight=False, soft_wrap=True)
+        stdout.print(runs_page_url(uri, experiment_id, _with_view(uri, experiment_id)), highlight=False, soft_wrap=True)
         return
     db = sqlite_path(uri)
     if db is not None and not db.exists():
@@ -118,6 +132,7 @@ def ui(
     if port_in_use(port):
         raise _fail(f"port {port} is already in use (another `algoperf ui`?): choose another with --port")
     experiment_id, name = _pick_experiment(uri, experiment)
+    view = _with_view(uri, experiment_id)
     server = MlflowServer(uri, host=host, port=port, workers=2)
     # SIGTERM (e.g. from a supervisor) must stop the server's process group too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -128,7 +143,7 @@ def ui(
         raise _fail(str(e), 1) from e
     try:
         console.print(f"MLflow dashboard{f' for {name}' if name else ''} (Ctrl-C stops it):", highlight=False)
-        stdout.print(runs_page_url(server.url, experiment_id), highlight=False, soft_wrap=True)
+        stdout.print(runs_page_url(server.url, experiment_id, view), highlight=False, soft_wrap=True)
         sys.stdout.flush()
         code = server.wait()
         if code:

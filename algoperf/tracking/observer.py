@@ -101,7 +101,7 @@ class MlflowObserver:
         self._sender.put(OpenRuns(
             experiment_name=self.experiment_name, submission=submission, study=study,
             ruleset=config.ruleset, trial_dir=str(trial_dir),
-            run_name=store.trial_run_name(config.workload, config.trial_index),
+            run_name=store.trial_run_name(config.workload, config.trial_index, submission, study),
             tags=tags, params=dict(config.hyperparameters or {}),
             resumed=bool(meta.get("preemption_count")) and meta.get("resumed_from_step") is not None,
         ))
@@ -132,6 +132,8 @@ class MlflowObserver:
             # Logged at the eval that reached the target (the runner's own decision).
             step = next((s for s, t in self._evals if t is not None and abs(t - ttt) <= 1e-9 * max(1.0, ttt)), result.global_step)
             metrics = store.make_metrics({"time_to_target": ttt}, step, store.now_ms())
+        if getattr(result, "best_validation", None) is not None:  # a runs-table column
+            metrics += store.make_metrics({"best_validation": result.best_validation}, result.global_step, store.now_ms())
         files = artifacts.trial_files(self._trial_dir) + artifacts.submission_files(self._submission_path)
         sender.put(CloseRun(
             tags=store.end_tags(result.status, result.stop_reason, result.error), metrics=metrics,

@@ -19,6 +19,8 @@ go back onto that experiment so the dashboard shows them beside the trials:
   - artifacts: scores.csv, times.csv, study_times.csv, order_flips.csv, scores.json and
     cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.files.write_outputs`);
   - the score table as the run's description (``mlflow.note.content``);
+* the experiment's description: the score table, times, plots, when and how
+  (:mod:`algoperf.tracking.description`), replaced by every rescoring;
 * on each study run of a scored submission: tags ``algoperf.score`` (``0.78 [0.71,
   0.83]``, the submission's score, which all its studies share) and
   ``algoperf.score_run_id``.
@@ -234,6 +236,8 @@ def log_scores(
     since the scores of a profile depend on every submission in it. Replaces an earlier
     score run of the same experiment and ruleset; see the module docstring.
     """
+    from algoperf.tracking.description import publish
+
     client = store.client_for(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
@@ -260,6 +264,7 @@ def log_scores(
         with tempfile.TemporaryDirectory(prefix="algoperf-score-") as tmp:
             paths = write_outputs([report], Path(tmp), digits)
             artifacts.log_files(client, tracking_uri, run, [(p, None) for p in paths])
+            publish(client, tracking_uri, eid, experiment_name, report, run, Path(tmp), sources, digits)
         client.set_terminated(run_id, status="FINISHED")
     except BaseException:
         # A half-written score run would pass for a result: mark it, the next scoring

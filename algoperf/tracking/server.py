@@ -47,12 +47,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def runs_page_url(base_url: str, experiment_id: str | None) -> str:
-    """The dashboard's runs table of an experiment (MLflow 3.17 would open its GenAI view)."""
+def runs_page_url(base_url: str, experiment_id: str | None, view: str | None = None) -> str:
+    """The dashboard's runs table of an experiment (MLflow 3.17 would open its GenAI view),
+    in the shared view ``view`` (:mod:`algoperf.tracking.view`) when given."""
     base = base_url.rstrip("/")
     if experiment_id is None:
         return f"{base}/#/experiments"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
 
 
 def server_is_up(url: str, timeout: float = 2.0) -> bool:

@@ -263,8 +263,11 @@ def find_trial_run(client: MlflowClient, experiment_id: str, trial_dir: str) -> 
     return found[-1] if found else None
 
 
-def trial_run_name(workload: str, trial: int) -> str:
-    return f"{workload} trial {trial}"
+def trial_run_name(workload: str, trial: int, submission: str | None = None, study: int | None = None) -> str:
+    """``nadamw · ctr · study 0 · trial 2``: a campaign's runs read apart in one column."""
+    if submission is None:
+        return f"{workload} trial {trial}"
+    return " · ".join([submission, workload, *([f"study {study}"] if study is not None else []), f"trial {trial}"])
 
 
 def logged_steps(client: MlflowClient, run: Run) -> dict[str, set[int]]:
