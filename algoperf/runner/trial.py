@@ -196,11 +196,11 @@ class _TrialState:
 
     def _eval_due(self, now: float, submission_time: float, training_complete: bool) -> bool:
         """Whether to stop for an eval (or the budget) after the step that ended at ``now``."""
-        if self.last_eval_end is None or training_complete or submission_time >= self.budget:
+        if training_complete or submission_time >= self.budget:
             return True
-        if self.config.eval_every_steps:
-            return self.global_step % self.config.eval_every_steps == 0
-        return now - self.last_eval_end >= self.workload.eval_period_time_sec
+        if self.config.eval_every_steps:  # a schedule in steps: the same after a resume
+            return self.global_step == 1 or self.global_step % self.config.eval_every_steps == 0
+        return self.last_eval_end is None or now - self.last_eval_end >= self.workload.eval_period_time_sec
 
     def train(self) -> None:
         w, sub, hp, cfg = self.workload, self.submission, self.hyperparameters, self.config
