@@ -147,3 +147,16 @@ def test_seek_gives_the_batches_an_uninterrupted_queue_gives():
 def test_a_queue_without_seek_is_drawn_forward():
     queue = CountingIterator(iter(range(100)))
     assert queue.skip(7) and next(queue) == 7 and queue.count == 8
+
+
+def test_every_trial_starts_cold():
+    import jax
+
+    from algoperf.runner.device import cold_start
+
+    step = jax.jit(lambda x: x * 2)
+    step(1.0)
+    assert step._cache_size() == 1
+    cold_start()
+    assert step._cache_size() == 0  # compiled again, and charged, by the next trial that calls it
+    assert not jax.config.jax_enable_compilation_cache

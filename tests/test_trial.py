@@ -93,11 +93,12 @@ def test_submission_is_charged_its_step_time_and_not_eval_time(tmp_path, write_s
     spent = sub.module.SPENT[0]
     assert spent >= steps * seconds
     assert result.global_step == steps
-    # Charged: the time the submission really spent, within 2% (the rest is runner overhead).
-    assert result.accumulated_submission_time == pytest.approx(spent, rel=0.02)
+    # Charged: at least the time the submission really spent (the rest is the runner's own
+    # per-step work; its size is a benchmark figure, benchmarks/bench_timing.py, not asserted here)...
     assert result.accumulated_submission_time >= spent
-    # Several evals happened, each with 0.4 s of extra eval work, none of it charged.
+    # ... and none of the evals' known extra time (0.4 s each, several evals).
     assert result.num_evals >= 3
+    assert result.accumulated_submission_time < spent + SlowEvalWorkload.EXTRA
     assert result.accumulated_eval_time >= result.num_evals * SlowEvalWorkload.EXTRA
     rows = read_evals(result.trial_dir)
     assert rows[-1]["accumulated_submission_time"] == pytest.approx(result.accumulated_submission_time)

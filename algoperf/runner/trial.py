@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from algoperf import jax_sharding_utils, registry, spec
+from algoperf import registry, spec
 from algoperf.runner import checkpoint
 from algoperf.runner.clock import TrialClock
+from algoperf.runner.device import all_finite, cold_start, replicated
 from algoperf.runner.eval_errors import EvalErrors
 from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.metrics_logger import MetricsLogger
@@ -50,31 +50,6 @@ from algoperf.runner.trial_log import TrialLog
 from algoperf.runner.types import DIVERGED, FAILED, MISSED, REACHED, TrialConfig, TrialResult
 from algoperf.submission.loading import Submission, load_submission
 from algoperf.submission.search_space import make_hyperparameters
-
-
-def _replicated(tree: Any) -> Any:
-    """``tree`` with every array placed on all of the trial's devices; other leaves kept."""
-    sharding = jax_sharding_utils.get_replicate_sharding()
-    return jax.tree.map(lambda x: jax.device_put(x, sharding) if isinstance(x, jax.Array | np.ndarray) else x, tree)
-
-
-def cold_start() -> None:
-    """Make the next trial start as a fresh process would: no compiled code from earlier.
-
-    The one rule for every executor (local trials share a process; Ray gives each its
-    own): the in-memory caches of compiled functions are dropped and the persistent
-    compilation cache is off, so compilation is charged to every trial that needs it,
-    never only to whichever ran first.
-    """
-    jax.config.update("jax_enable_compilation_cache", False)
-    jax.clear_caches()
-
-
-def _all_finite(tree: Any) -> bool:
-    leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.inexact)]
-    if not leaves:
-        return True
-    return bool(jax.device_get(jax.tree.reduce(lambda a, b: a & b, [jax.numpy.isfinite(x).all() for x in leaves])))
 
 
 def run_trial(
@@ -184,11 +159,11 @@ class _TrialState:
         self.input_queue = CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
-        self.params, self.model_state = _replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
+        self.params, self.model_state = replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
         # Replicated over the trial's devices before the clock starts: an optimizer state
         # whose arrays (e.g. a step count) lack the sharding the first step's outputs
         # have would make the jitted step compile a second time at step 2, on the clock.
-        self.optimizer_state = _replicated(self.submission.init_optimizer_state(
+        self.optimizer_state = replicated(self.submission.init_optimizer_state(
             w, self.params, self.model_state, self.hyperparameters, opt_init_rng
         ))
         jax.block_until_ready((self.params, self.optimizer_state))
@@ -270,7 +245,7 @@ class _TrialState:
                     self.eval_batch_size, self.params, self.model_state, eval_rng,
                     self.config.data_dir, None, self.global_step,
                 )
-                finite = all(math.isfinite(v) for k, v in metrics.items() if k.endswith("/loss")) and _all_finite(self.params)
+                finite = all(math.isfinite(v) for k, v in metrics.items() if k.endswith("/loss")) and all_finite(self.params)
         except Exception as e:  # noqa: BLE001 - recorded; training goes on (algoperf.runner.eval_errors)
             # Also after a failed eval the next is a period away (the reference retries
             # after every step): an eval that runs out of memory is not retried per step.
