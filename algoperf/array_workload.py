@@ -121,6 +121,21 @@ class BatchQueue:
         self._batches.seek(n)
 
 
+class MappedQueue:
+    """``fn`` applied to each batch of ``queue``, keeping its ``seek`` (where it has one)."""
+
+    def __init__(self, queue: Iterator[Any], fn: Any):
+        self._queue, self._fn = queue, fn
+        if hasattr(queue, "seek"):
+            self.seek = queue.seek
+
+    def __iter__(self) -> MappedQueue:
+        return self
+
+    def __next__(self) -> Any:
+        return self._fn(next(self._queue))
+
+
 def _placed(batches: Iterator[Split], num_batches: int | None) -> BatchQueue:
     """Batches put on the devices, split along the batch dimension."""
     return BatchQueue(batches, num_batches)

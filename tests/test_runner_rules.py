@@ -160,3 +160,13 @@ def test_every_trial_starts_cold():
     cold_start()
     assert step._cache_size() == 0  # compiled again, and charged, by the next trial that calls it
     assert not jax.config.jax_enable_compilation_cache
+
+
+def test_a_mapped_queue_keeps_its_seek():
+    from algoperf.array_workload import MappedQueue
+
+    split = {"inputs": np.zeros((40, 2)), "targets": np.arange(40)}
+    plain = ShuffledBatches(split, 10, seed=1)
+    expected = [next(plain)["targets"].sum() for _ in range(7)]
+    queue = CountingIterator(MappedQueue(ShuffledBatches(split, 10, seed=1), lambda b: b["targets"].sum()))
+    assert queue.skip(5) and [next(queue), next(queue)] == expected[5:7]
