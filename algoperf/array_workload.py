@@ -41,19 +41,46 @@ def pad_batch(batch: Split, size: int) -> Split:
     return out
 
 
-def shuffled_batches(split: Split, batch_size: int, seed: int, repeat: bool = True) -> Iterator[Split]:
-    """Batches of ``batch_size`` rows, reshuffled every epoch; the ragged tail is dropped."""
-    rng = np.random.default_rng(seed)
-    n = _num_examples(split)
-    if batch_size > n:
-        raise ValueError(f"batch size {batch_size} is larger than the training set ({n} examples)")
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = np.sort(order[start : start + batch_size])
-            yield {k: v[idx] for k, v in split.items()}
-        if not repeat:
-            return
+class ShuffledBatches:
+    """Batches of ``batch_size`` rows, reshuffled every epoch; the ragged tail is dropped.
+
+    Epoch ``e``'s order is the permutation drawn from ``np.random.default_rng([seed, e])``,
+    so batch ``n`` is known without making batches ``0..n-1``: ``seek(n)`` jumps there
+    (a resumed trial goes on at its data position at no cost).
+    """
+
+    def __init__(self, split: Split, batch_size: int, seed: int, repeat: bool = True):
+        n = _num_examples(split)
+        if batch_size > n:
+            raise ValueError(f"batch size {batch_size} is larger than the training set ({n} examples)")
+        self._split, self._batch_size, self._seed, self._repeat = split, batch_size, seed, repeat
+        self._per_epoch = n // batch_size
+        self._epoch, self._order = -1, np.empty(0, np.int64)
+        self._position = 0  # index of the next batch, counted from the first epoch's first
+
+    def __iter__(self) -> ShuffledBatches:
+        return self
+
+    def seek(self, n: int) -> None:
+        """The next batch is batch ``n`` (0 = the first)."""
+        self._position = n
+
+    def __next__(self) -> Split:
+        epoch, index = divmod(self._position, self._per_epoch)
+        if epoch > 0 and not self._repeat:
+            raise StopIteration
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = np.random.default_rng([self._seed, epoch]).permutation(_num_examples(self._split))
+        self._position += 1
+        start = index * self._batch_size
+        idx = np.sort(self._order[start : start + self._batch_size])
+        return {k: v[idx] for k, v in self._split.items()}
+
+
+def shuffled_batches(split: Split, batch_size: int, seed: int, repeat: bool = True) -> ShuffledBatches:
+    """``ShuffledBatches(split, batch_size, seed, repeat)``."""
+    return ShuffledBatches(split, batch_size, seed, repeat)
 
 
 def ordered_batches(split: Split, batch_size: int, num_examples: int | None = None) -> Iterator[Split]:
@@ -64,13 +91,48 @@ def ordered_batches(split: Split, batch_size: int, num_examples: int | None = No
         yield pad_batch({k: v[start:stop] for k, v in split.items()}, batch_size)
 
 
-def _placed(batches: Iterator[Split], num_batches: int | None) -> Iterator[dict[str, jax.Array]]:
+class BatchQueue:
+    """Host batches put on the devices, split along the batch dimension; at most
+    ``num_batches`` of them. ``seek(n)`` is passed on to the host batches where they have it."""
+
+    def __init__(self, batches: Iterator[Split], num_batches: int | None = None):
+        self._batches, self._left = batches, num_batches
+        self._sharding = jax_sharding_utils.get_batch_dim_sharding()
+        if hasattr(batches, "seek"):
+            self.seek = self._seek
+
+    def __iter__(self) -> BatchQueue:
+        return self
+
+    def __next__(self) -> dict[str, jax.Array]:
+        if self._left is not None:
+            if self._left <= 0:
+                raise StopIteration
+            self._left -= 1
+        return jax.device_put(next(self._batches), self._sharding)
+
+    def _seek(self, n: int) -> None:
+        self._batches.seek(n)
+
+
+class MappedQueue:
+    """``fn`` applied to each batch of ``queue``, keeping its ``seek`` (where it has one)."""
+
+    def __init__(self, queue: Iterator[Any], fn: Any):
+        self._queue, self._fn = queue, fn
+        if hasattr(queue, "seek"):
+            self.seek = queue.seek
+
+    def __iter__(self) -> MappedQueue:
+        return self
+
+    def __next__(self) -> Any:
+        return self._fn(next(self._queue))
+
+
+def _placed(batches: Iterator[Split], num_batches: int | None) -> BatchQueue:
     """Batches put on the devices, split along the batch dimension."""
-    sharding = jax_sharding_utils.get_batch_dim_sharding()
-    for i, batch in enumerate(batches):
-        if num_batches is not None and i >= num_batches:
-            return
-        yield jax.device_put(batch, sharding)
+    return BatchQueue(batches, num_batches)
 
 
 class ArrayWorkload(spec.Workload):

@@ -19,6 +19,8 @@ from typing import Any
 
 import jax
 
+from algoperf import target_rule
+
 
 class LossType(enum.Enum):
     SOFTMAX_CROSS_ENTROPY = 0
@@ -84,24 +86,14 @@ ModelAuxiliaryState = Any
 ModelInitState = tuple[ParameterContainer, ModelAuxiliaryState]
 UpdateReturn = tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]
 
-# Metric names (the part after "validation/") where a smaller value is better.
-LOWER_IS_BETTER = ("loss", "error", "wer", "ppl", "perplexity", "mae")
-
-
-def higher_is_better(metric_name: str) -> bool:
-    """Direction of a metric from its name, e.g. ``accuracy`` -> True, ``wer`` -> False."""
-    name = metric_name.rsplit("/", 1)[-1].lower()
-    return not any(token in name for token in LOWER_IS_BETTER)
+# Whether a target is reached, and which direction a metric is better in: one rule for
+# the runner, tracking, scoring and target setting (algoperf.target_rule).
+higher_is_better = target_rule.higher_is_better
 
 
 def reaches_target(value: float, target: float, metric_name: str) -> bool:
-    """Whether ``value`` of ``metric_name`` strictly beats ``target``.
-
-    Strict, as AlgoPerf's workloads check it (accuracy > target, loss < target).
-    """
-    if value != value:  # NaN never reaches a target.
-        return False
-    return value > target if higher_is_better(metric_name) else value < target
+    """Whether ``value`` of ``metric_name`` reaches ``target``: ``algoperf.target_rule.reached``."""
+    return target_rule.reached(metric_name, value, target)
 
 
 class DataNotFoundError(FileNotFoundError):

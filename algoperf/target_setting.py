@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algoperf import registry, spec
+from algoperf import registry, spec, target_rule
 from algoperf.campaign.plan import trial_seed
 from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import EVAL_FILE, read_evals
@@ -89,7 +89,7 @@ def _summarise(optimizer: str, config: TrialConfig, metric: str, budget: float |
 def _first_reach(evals: list[dict[str, float]], metric: str, target: float) -> dict[str, float] | None:
     key = f"validation/{metric}"
     for row in evals:
-        if (row[key] >= target) if spec.higher_is_better(metric) else (row[key] <= target):
+        if target_rule.reached(key, row[key], target):
             return row
     return None
 

@@ -66,19 +66,30 @@ def measure(steps: int = 200, seconds: float = 0.01) -> dict:
             (folder / "submission.py").write_text(textwrap.dedent(SOURCE.format(seconds=seconds, busy=busy)))
             sub = load_submission(folder)
             result = run_trial(TrialConfig(workload="mnist1d_slow_eval_bench", submission=folder,
-                                           experiment_dir=tmp, experiment_name=f"t{busy}", max_steps=steps), submission=sub)
+                                           experiment_dir=tmp, experiment_name=f"t{busy}", max_steps=steps,
+                                           # No checkpoints: the eval period is wall time since the
+                                           # last eval ended, and a checkpoint slower than the period
+                                           # would make every step an eval step.
+                                           checkpoints=False), submission=sub)
             spent = sub.module.SPENT[0]
             kind = "busy" if busy else "sleep"
             out[f"{kind}_charged_s"] = result.accumulated_submission_time
             out[f"{kind}_spent_s"] = spent
             out[f"{kind}_error"] = abs(result.accumulated_submission_time - spent) / spent
+            out[f"{kind}_charged_over_spent"] = result.accumulated_submission_time / spent
+            # What the runner itself adds per step (charged to the submission), in microseconds.
+            out[f"{kind}_overhead_us_per_step"] = (result.accumulated_submission_time - spent) / steps * 1e6
             out[f"{kind}_evals"] = result.num_evals
     out["timing_error"] = out["busy_error"]
+    out["charged_over_spent"] = out["busy_charged_over_spent"]
+    out["overhead_us_per_step"] = out["busy_overhead_us_per_step"]
     return out
 
 
 def main() -> int:
     out = measure()
+    print(f"charged/spent (busy-wait probe): {out['charged_over_spent']:.4f}; runner overhead "
+          f"{out['overhead_us_per_step']:.0f} us/step")
     print(f"timing error: busy-wait {out['busy_error']:.4f}, sleep {out['sleep_error']:.4f} "
           f"({out['busy_evals']} evals of +{SlowEval.EXTRA} s each, none charged: "
           f"charged {out['busy_charged_s']:.3f} s vs spent {out['busy_spent_s']:.3f} s)")

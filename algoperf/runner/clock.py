@@ -52,9 +52,14 @@ class TrialClock:
         """Wall time since ``start`` (AlgoPerf's total_duration)."""
         return self._now() - self._started_at
 
-    def peek(self) -> float:
-        """Submission time so far by the host clock, without waiting for the device."""
-        return self.submission_time + (self._now() - self._mark)
+    def now(self) -> float:
+        """A reading of the clock (seconds on its own scale; differences are durations)."""
+        return self._now()
+
+    def peek(self, now: float | None = None) -> float:
+        """Submission time so far by the host clock (read now, or the reading ``now``),
+        without waiting for the device."""
+        return self.submission_time + ((self._now() if now is None else now) - self._mark)
 
     def charge(self, wait_for: Any = None) -> float:
         """Wait for ``wait_for`` on the device, then charge the time since the last mark."""

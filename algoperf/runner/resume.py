@@ -11,8 +11,9 @@ from algoperf.runner.trial_log import RESULT_FILE
 from algoperf.runner.types import TrialConfig
 from algoperf.submission.loading import Submission
 
-# A resumed trial replays its input queue up to this many batches to continue at the same
-# data position; beyond it the queue restarts (replaying would cost too long).
+# A resumed trial whose input queue cannot seek replays it up to this many batches to
+# continue at the same data position; beyond it the queue restarts (replaying would cost
+# too long), as AlgoPerf's runner always restarts it after a preemption.
 MAX_FAST_FORWARD_BATCHES = 100_000
 
 
@@ -31,9 +32,24 @@ class CountingIterator:
         self.count += 1
         return item
 
-    def skip(self, n: int) -> None:
-        for _ in range(n):
-            next(self)
+    def skip(self, n: int) -> bool:
+        """Go on after the first ``n`` batches; whether the queue is now at batch ``n``.
+
+        A queue with a ``seek(n)`` method (``algoperf.array_workload.BatchQueue``) jumps
+        there without making the batches it skips. Any other is drawn and dropped, unless
+        that means more than ``MAX_FAST_FORWARD_BATCHES`` batches: then it stays at its
+        beginning (returns False).
+        """
+        seek = getattr(self._iterator, "seek", None)
+        if seek is not None:
+            seek(n)
+        elif n <= MAX_FAST_FORWARD_BATCHES:
+            for _ in range(n):
+                next(self._iterator)
+        else:
+            return False
+        self.count = n
+        return True
 
 
 def trial_identity(config: TrialConfig, submission: Submission, batch_size: int) -> dict[str, Any]:

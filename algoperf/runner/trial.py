@@ -5,8 +5,8 @@ The rules, as implemented here (the clock lives in ``algoperf.runner.clock``):
 * Model and optimizer initialisation are not timed (as in AlgoPerf). From then on the
   submission is charged for data_selection, update_params, prepare_for_eval, compilation
   and the runner's own per-step work.
-* An eval is due after step 1, whenever ``eval_period_time_sec`` of submission time has
-  passed since the last one, and when training ends (TrainingCompleteError or
+* An eval is due after step 1, after a step that ends ``eval_period_time_sec`` or more of
+  wall time after the end of the last eval (AlgoPerf's rule), and when training ends (TrainingCompleteError or
   --max-steps). Before a due eval the device is drained and the clock read exactly; if
   the budget (``max_allowed_runtime_sec`` x budget factor) is spent, the trial stops with
   no further eval. Eval and logging time are measured and not charged.
@@ -17,52 +17,39 @@ The rules, as implemented here (the clock lives in ``algoperf.runner.clock``):
 * Time to result = accumulated submission time at the first eval that reaches the
   validation target.
 
-Nothing forces a device sync per step: the host clock is read each step without
-waiting (``TrialClock.peek``) only to notice that an eval or the budget may be due.
+Nothing forces a device sync per step: the host clock is read once per step without
+waiting (``TrialClock.peek``) to keep ``train_state`` current (``algoperf.runner.train_state``)
+and to notice that an eval or the budget may be due. An exception in an eval is recorded
+and training goes on (``algoperf.runner.eval_errors``). Every trial starts cold
+(``cold_start``): what ran before it in the same process cannot shorten its charged time.
+Where this differs from AlgoPerf's runner on purpose: docs/differences.md.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import types
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
-from algoperf import jax_sharding_utils, registry, spec
+from algoperf import registry, spec
 from algoperf.runner import checkpoint
 from algoperf.runner.clock import TrialClock
+from algoperf.runner.device import all_finite, cold_start, replicated
+from algoperf.runner.eval_errors import EvalErrors
 from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.metrics_logger import MetricsLogger
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.records import record_setup_failure, trial_meta
-from algoperf.runner.resume import (
-    MAX_FAST_FORWARD_BATCHES,
-    CountingIterator,
-    resume_point,
-    trial_identity,
-)
+from algoperf.runner.resume import CountingIterator, resume_point, trial_identity
 from algoperf.runner.step_keys import StepKeys
+from algoperf.runner.train_state import TrainState
 from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import DIVERGED, FAILED, MISSED, REACHED, TrialConfig, TrialResult
 from algoperf.submission.loading import Submission, load_submission
 from algoperf.submission.search_space import make_hyperparameters
-
-
-def _replicated(tree: Any) -> Any:
-    """``tree`` with every array placed on all of the trial's devices; other leaves kept."""
-    sharding = jax_sharding_utils.get_replicate_sharding()
-    return jax.tree.map(lambda x: jax.device_put(x, sharding) if isinstance(x, jax.Array | np.ndarray) else x, tree)
-
-
-def _all_finite(tree: Any) -> bool:
-    leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.inexact)]
-    if not leaves:
-        return True
-    return bool(jax.device_get(jax.tree.reduce(lambda a, b: a & b, [jax.numpy.isfinite(x).all() for x in leaves])))
 
 
 def run_trial(
@@ -106,6 +93,7 @@ def run_trial(
     if observer:
         observer.on_start(config, meta)
 
+    cold_start()
     metrics_logger = MetricsLogger()
     workload.attach_metrics_logger(metrics_logger)
     clock = TrialClock()
@@ -150,8 +138,11 @@ class _TrialState:
         self.failure: TrialFailure | None = None
         self.diverged = False
         self.preemption_count = 0
+        self.train_state = TrainState(clock, self.budget)
+        self.eval_errors = EvalErrors(config.path)
+        # Clock reading at the end of the last eval (None: none yet in this attempt).
+        self.last_eval_end: float | None = None
         # Resume bookkeeping (algoperf.runner.checkpoint): saved at evals, restored by ``restore``.
-        self.last_eval_at: float | None = None
         self.resume_info: dict[str, Any] | None = None
         self._elapsed_before = 0.0
         self._checkpointer = checkpoint.Checkpointer(config.path) if config.checkpoints else None
@@ -159,52 +150,46 @@ class _TrialState:
     def initialise(self) -> None:
         """Data, model and optimizer state (untimed, as in AlgoPerf)."""
         w, cfg = self.workload, self.config
-        rng = jax.random.PRNGKey(cfg.seed)
+        # AlgoPerf's derivation: the seed's key is split once (mixing its two 32-bit
+        # halves) before train_once splits it into data, optimizer, model and step keys.
+        rng, _ = jax.random.split(jax.random.PRNGKey(cfg.seed), 2)
         data_rng, opt_init_rng, model_init_rng, self.rng = jax.random.split(rng, 4)
         self.step_keys = StepKeys(self.rng)
         self.step_keys(0)  # compile and fill the first chunk before the clock starts
         self.input_queue = CountingIterator(w._build_input_queue(data_rng, "train", cfg.data_dir, self.batch_size))
         dropout_rate = getattr(self.hyperparameters, "dropout_rate", None)
         aux_dropout_rate = getattr(self.hyperparameters, "aux_dropout_rate", None)
-        self.params, self.model_state = _replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
+        self.params, self.model_state = replicated(w.init_model_fn(model_init_rng, dropout_rate, aux_dropout_rate))
         # Replicated over the trial's devices before the clock starts: an optimizer state
         # whose arrays (e.g. a step count) lack the sharding the first step's outputs
         # have would make the jitted step compile a second time at step 2, on the clock.
-        self.optimizer_state = _replicated(self.submission.init_optimizer_state(
+        self.optimizer_state = replicated(self.submission.init_optimizer_state(
             w, self.params, self.model_state, self.hyperparameters, opt_init_rng
         ))
         jax.block_until_ready((self.params, self.optimizer_state))
         self.eval_batch_size = getattr(self.submission.module, "get_eval_batch_size", lambda _: w.eval_batch_size)(cfg.workload)
 
-    def train_state(self) -> types.MappingProxyType:
-        return types.MappingProxyType({
-            "validation_goal_reached": self.validation_reached,
-            "test_goal_reached": self.test_reached,
-            "is_time_remaining": self.clock.submission_time < self.budget,
-            "training_complete": False,
-            "accumulated_submission_time": self.clock.submission_time,
-            "accumulated_eval_time": self.clock.excluded_time["eval"],
-            "accumulated_logging_time": self.clock.excluded_time["logging"],
-            "last_step_end_time": None,
-        })
-
-    def _eval_due(self, submission_time: float, last_eval_at: float | None, training_complete: bool) -> bool:
-        if last_eval_at is None or training_complete or submission_time >= self.budget:
+    def _eval_due(self, now: float, submission_time: float, training_complete: bool) -> bool:
+        """Whether to stop for an eval (or the budget) after the step that ended at ``now``."""
+        if training_complete or submission_time >= self.budget:
             return True
-        if self.config.eval_every_steps:
-            return self.global_step % self.config.eval_every_steps == 0
-        return submission_time - last_eval_at >= self.workload.eval_period_time_sec
+        if self.config.eval_every_steps:  # a schedule in steps: the same after a resume
+            return self.global_step == 1 or self.global_step % self.config.eval_every_steps == 0
+        return self.last_eval_end is None or now - self.last_eval_end >= self.workload.eval_period_time_sec
 
     def train(self) -> None:
         w, sub, hp, cfg = self.workload, self.submission, self.hyperparameters, self.config
         clock = self.clock
         clock.start(already_elapsed=self._elapsed_before)
+        train_state = self.train_state
+        train_state.started()
+        # Only to an update_params that names the parameter, as AlgoPerf passes it.
+        extra = {"train_state": train_state.view} if sub.needs_train_state else {}
         while True:
             data_rng, update_rng, prep_rng, eval_rng = self.step_keys(self.global_step)
             batch = sub.data_selection(
                 w, self.input_queue, self.optimizer_state, self.params, self.model_state, hp, self.global_step, data_rng
             )
-            extra = {"train_state": self.train_state()} if sub.needs_train_state else {}
             training_complete = False
             try:
                 self.optimizer_state, self.params, self.model_state = sub.update_params(
@@ -218,13 +203,12 @@ class _TrialState:
             self.global_step += 1
             if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
                 training_complete = True
-            # Cheap check on the host clock; exact time only once something may be due.
-            if not self._eval_due(clock.peek(), self.last_eval_at, training_complete):
+            # One host clock reading per step; exact time only once something may be due.
+            now = clock.now()
+            if not self._eval_due(now, train_state.step_ended(now), training_complete):
                 continue
             del batch
             submission_time = clock.charge(wait_for=(self.params, self.optimizer_state, self.model_state))
-            if not self._eval_due(submission_time, self.last_eval_at, training_complete):
-                continue
             if submission_time >= self.budget:
                 self.stop_reason = "budget"
                 return
@@ -240,7 +224,6 @@ class _TrialState:
                 if submission_time >= self.budget:
                     self.stop_reason = "budget"
                     return
-            self.last_eval_at = submission_time
             self._evaluate(eval_rng)
             if self.diverged:
                 self.stop_reason = "diverged"
@@ -252,15 +235,26 @@ class _TrialState:
                 self.stop_reason = "max_steps" if cfg.max_steps is not None and self.global_step >= cfg.max_steps else "training_complete"
                 return
             self.save_checkpoint()  # the trial goes on: a preemption from here resumes here
+            train_state.after_eval()
 
     def _evaluate(self, eval_rng: Any) -> None:
         w, clock = self.workload, self.clock
-        with clock.excluded("eval"):
-            metrics = w.eval_model(
-                self.eval_batch_size, self.params, self.model_state, eval_rng,
-                self.config.data_dir, None, self.global_step,
-            )
-            finite = all(math.isfinite(v) for k, v in metrics.items() if k.endswith("/loss")) and _all_finite(self.params)
+        try:
+            with clock.excluded("eval"):
+                metrics = w.eval_model(
+                    self.eval_batch_size, self.params, self.model_state, eval_rng,
+                    self.config.data_dir, None, self.global_step,
+                )
+                finite = all(math.isfinite(v) for k, v in metrics.items() if k.endswith("/loss")) and all_finite(self.params)
+        except Exception as e:  # noqa: BLE001 - recorded; training goes on (algoperf.runner.eval_errors)
+            # Also after a failed eval the next is a period away (the reference retries
+            # after every step): an eval that runs out of memory is not retried per step.
+            self.last_eval_end = clock.now()
+            with clock.excluded("logging"):
+                self.eval_errors.record(self.global_step, e)
+            return
+        self.last_eval_end = clock.now()
+        self.eval_errors.succeeded()
         self.diverged = not finite
         if finite and w.has_reached_validation_target(metrics):
             if not self.validation_reached:
@@ -268,6 +262,7 @@ class _TrialState:
             self.validation_reached = True
         if finite and w.has_reached_test_target(metrics):
             self.test_reached = True
+        self.train_state.eval_ended(self.last_eval_end, self.validation_reached, self.test_reached)
         with clock.excluded("logging"):
             row = {
                 **metrics,
@@ -307,7 +302,7 @@ class _TrialState:
                 "excluded_time": dict(clock.excluded_time),
                 "total_duration": clock.elapsed,
                 "eval_results": [[step, row] for step, row in self.eval_results],
-                "last_eval_at": self.last_eval_at,
+                "eval_errors": self.eval_errors.count,
                 "time_to_result": self.time_to_result,
                 "validation_reached": self.validation_reached,
                 "test_reached": self.test_reached,
@@ -320,10 +315,8 @@ class _TrialState:
         """Go on from the latest checkpoint (untimed, like initialisation).
 
         Restores params, optimizer and model state, the RNG, the step, the clock's
-        accumulated times, the eval results, when the last eval was, and the input
-        queue's position (by drawing and dropping the batches it had given out, unless
-        there are more than ``MAX_FAST_FORWARD_BATCHES``; then the queue restarts from
-        its beginning with the same seed, as AlgoPerf's runner does after a preemption).
+        accumulated times, the eval results, and the input queue's position
+        (``CountingIterator.skip``: a seek where the pipeline has one).
         The steps after the checkpoint are trained again; their time is not charged twice.
         """
         # (run_trial checked already that the checkpoint is this trial's: ``_resume_point``.)
@@ -342,15 +335,17 @@ class _TrialState:
         clock.excluded_time = {k: float(v) for k, v in info["excluded_time"].items()}
         self._elapsed_before = float(info["total_duration"])
         self.eval_results = [(int(step), row) for step, row in info["eval_results"]]
-        self.last_eval_at = info["last_eval_at"]
+        # As the reference (its restored last_eval_time lies in the past): an eval is due
+        # after the first step of this attempt.
+        self.last_eval_end = None
+        self.eval_errors.count = int(info.get("eval_errors", 0))
         self.time_to_result = info["time_to_result"]
         self.validation_reached, self.test_reached = bool(info["validation_reached"]), bool(info["test_reached"])
+        self.train_state.values.update(validation_goal_reached=self.validation_reached, test_goal_reached=self.test_reached)
         consumed = int(info["batches_consumed"])
-        skipped = consumed <= MAX_FAST_FORWARD_BATCHES
-        if skipped:
-            self.input_queue.skip(consumed)
+        restored = self.input_queue.skip(consumed)
         jax.block_until_ready(self._checkpoint_trees())
-        self.resume_info = {"from_step": self.global_step, "batches_consumed": consumed, "data_position_restored": skipped}
+        self.resume_info = {"from_step": self.global_step, "batches_consumed": consumed, "data_position_restored": restored}
 
     def progress(self) -> dict[str, Any]:
         """Where the trial is now (read from another thread by a progress display)."""
@@ -387,6 +382,7 @@ class _TrialState:
             accumulated_logging_time=self.clock.excluded_time["logging"],
             total_duration=self.clock.elapsed if self.clock.started else 0.0,
             num_evals=len(self.eval_results),
+            eval_errors=self.eval_errors.count,
             best_validation=best,
             trial_dir=str(self.config.path),
             workload=self.config.workload,

@@ -69,6 +69,7 @@ class TrialResult:
     seed: int
     error: str | None = None  # the exception and its full traceback (also traceback.txt)
     error_summary: str | None = None  # one line: exception, file:line, likely cause (algoperf.runner.failure)
+    eval_errors: int = 0  # evals that raised (each in eval_errors.txt; algoperf.runner.eval_errors)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from algoperf import target_rule
 from algoperf.scoring.errors import ScoringError
 from algoperf.scoring.logs import TrialLog
 from algoperf.scoring.targets import RULESETS, Targets, normalise_version, runtime_budget
@@ -119,9 +120,8 @@ def first_hit(
     """(time, eval index) of the first eval whose value reaches ``target``; (inf, inf) if
     none does or its time is over ``budget``."""
     values = np.asarray(values, dtype=float)
-    with np.errstate(invalid="ignore"):
-        reached = values >= target if higher_is_better else values <= target
-    hits = np.flatnonzero(reached)
+    # algoperf.target_rule.reached, one value at a time (a NaN never reaches).
+    hits = np.flatnonzero([target_rule.reached("", v, target, higher=higher_is_better) for v in values])
     if hits.size == 0:
         return float("inf"), float("inf")
     t = float(times[hits[0]])

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from algoperf import target_rule
 from algoperf.scoring.errors import ScoringError
 
 # --- budgets: the one place for these constants ----------------------------------------
@@ -70,30 +71,15 @@ LATEST_VERSION = "0.6"
 
 RULESETS = ("external", "self")
 
-# --- metric direction ------------------------------------------------------------------
-
-_LOWER_TOKENS = frozenset({"loss", "error", "wer", "cer", "ppl", "perplexity"})
-_HIGHER_TOKENS = frozenset(
-    {"accuracy", "acc", "ssim", "bleu", "precision", "map", "psnr", "auc", "f1", "iou"}
-)
+# --- metric direction: algoperf.target_rule ----------------------------------------------
 
 
 def higher_is_better(metric: str) -> bool:
-    """Direction of a validation metric from its name.
-
-    Lower is better for names with a token loss, error, wer, cer, ppl or perplexity
-    (``ce_loss``, ``error_rate``, ``l1_loss``); higher for accuracy, ssim, bleu,
-    (mean_average_)precision, map, psnr, auc, f1, iou.
-    """
-    name = metric.removeprefix("validation/").removeprefix("train/").lower()
-    tokens = set(re.split(r"[^a-z0-9]+", name))
-    lower, higher = bool(tokens & _LOWER_TOKENS), bool(tokens & _HIGHER_TOKENS)
-    if lower == higher:
-        raise ScoringError(
-            f"cannot tell whether metric {metric!r} is better high or low: add "
-            '"target_metric_goal": "minimize" or "maximize" to its entry in the targets JSON'
-        )
-    return higher
+    """Direction of a validation metric from its name (``algoperf.target_rule``), as a ScoringError."""
+    try:
+        return target_rule.higher_is_better(metric)
+    except target_rule.UnknownMetricDirectionError as e:
+        raise ScoringError(str(e)) from None
 
 
 # --- targets ---------------------------------------------------------------------------
@@ -115,8 +101,8 @@ class WorkloadTarget:
         return f"validation/{self.metric}"
 
     def reached(self, value: float) -> bool:
-        """Whether one metric value reaches the target (>= or <=; NaN never does)."""
-        return value >= self.target if self.higher_is_better else value <= self.target
+        """Whether one metric value reaches the target (``algoperf.target_rule.reached``)."""
+        return target_rule.reached(self.column, value, self.target, higher=self.higher_is_better)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import spec
-from algoperf.array_workload import ArrayWorkload
+from algoperf.array_workload import ArrayWorkload, MappedQueue
 from algoperf.param_utils import fast_init
 
 from . import input_pipeline, metrics
@@ -92,7 +92,7 @@ class SpeechWorkload(ArrayWorkload):
         batches = super()._build_input_queue(
             data_rng, split, data_dir, global_batch_size, cache, repeat_final_dataset, num_batches
         )
-        return (_paired(batch) for batch in batches)
+        return MappedQueue(batches, _paired)  # keeps the queue's seek (a resume jumps, not replays)
 
     # --- model -----------------------------------------------------------------------
     def is_output_params(self, param_key: spec.ParameterKey) -> bool:
