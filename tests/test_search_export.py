@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algoperf.search import check, export, seeds
+from algoperf.search import check, seeds
 from algoperf.search.compile import to_optax
 from algoperf.search.state import SearchState, load_state
 from algoperf.submission.loading import load_submission

@@ -15,7 +15,15 @@ import hashlib
 import json
 from dataclasses import replace
 
-from algoperf.search.language import INPUTS, OPS, OUTPUT, Program, ProgramError, format_arg, validate
+from algoperf.search.language import (
+    INPUTS,
+    OPS,
+    OUTPUT,
+    Program,
+    ProgramError,
+    format_arg,
+    validate,
+)
 
 
 def _live_statements(program: Program) -> set[int]:
@@ -117,7 +125,7 @@ def _numeric_problems(program: Program, steps: int, seed: int) -> list[str]:
         other = jax.tree.map(lambda x: x + 1.0, zero)
         u0, _ = opt.update(zero, state, params)
         u1, _ = opt.update(other, state, params)
-        if all(bool(jnp.allclose(a, b)) for a, b in zip(jax.tree.leaves(u0), jax.tree.leaves(u1))):
+        if all(bool(jnp.allclose(a, b)) for a, b in zip(jax.tree.leaves(u0), jax.tree.leaves(u1), strict=False)):
             return [f"{OUTPUT} does not change when the gradient does"]
     except Exception as e:  # noqa: BLE001 - any failure to trace or run is a reason to reject
         return [f"does not run: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]

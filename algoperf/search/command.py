@@ -34,6 +34,7 @@ def search(
     generations: Annotated[int | None, typer.Option(help="Stop after this many generations.")] = None,
     funnel_budget: Annotated[float, typer.Option(help="First stage: this fraction of the first workload's budget.")] = 0.5,
     funnel_threshold: Annotated[float, typer.Option(help="Pass the first stage: time to target <= this x the best seed's.")] = 2.0,
+    budget_factor: Annotated[float, typer.Option(help="Multiply every workload's budget (a loaded or slow machine), as `algoperf run --budget-factor`.")] = 1.0,
     max_steps: Annotated[int | None, typer.Option(help="Stop every trial at this step (smoke tests).")] = None,
     executor: Annotated[str, typer.Option(help="ray (a task per trial, pinned cores) or local (in this process).")] = "ray",
     hardware: Annotated[str, typer.Option(help="Hardware of each trial (as for `algoperf run`).")] = "cpu:1",
@@ -41,6 +42,9 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the search's random choices.")] = 0,
     tracking: Annotated[bool, typer.Option(help="Record the search in MLflow.")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db).")] = None,
+    mode: Annotated[str, typer.Option(help="evolution (programs) or cmaes (the constants of one program, CMA-ES).")] = "evolution",
+    program: Annotated[Path | None, typer.Option(help="cmaes: the program to tune (its Python form); default: the first seed.")] = None,
+    sigma: Annotated[float, typer.Option(help="cmaes: initial step size in the encoded space.")] = 0.3,
     llm_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (…/v1/chat/completions) for the LLM proposer; off if unset.")] = None,
     llm_model: Annotated[str, typer.Option(help="Model name sent to the endpoint.")] = "default",
     llm_fraction: Annotated[float, typer.Option(help="Share of proposals the LLM makes (the rest: mutation).")] = 0.5,
@@ -65,12 +69,13 @@ def search(
         bad = [w for w in wl if w not in registry.workload_names()]
         if bad or not wl:
             raise _fail(f"--workloads: unknown {', '.join(bad) or '(none given)'}; see `algoperf workloads`")
-        if population < 1 or tournament < 1 or children < 1 or not 0 < funnel_budget <= 1:
-            raise _fail("--population, --tournament, --children must be >= 1 and --funnel-budget in (0, 1]")
+        if population < 1 or tournament < 1 or children < 1 or not 0 < funnel_budget <= 1 or not budget_factor > 0:
+            raise _fail("--population, --tournament, --children must be >= 1 and --funnel-budget in (0, 1], --budget-factor > 0")
         state = SearchState(settings={
             "seed_programs": names, "workloads": wl, "population": population, "tournament": tournament,
             "children": children, "funnel_budget": funnel_budget, "funnel_threshold": funnel_threshold,
-            "max_steps": max_steps, "seed": seed})
+            "max_steps": max_steps, "seed": seed, "budget_factor": budget_factor, "mode": mode,
+            "program": program.read_text() if program else None, "sigma": sigma})
     else:
         console.print(f"Resuming {root} at generation {state.generation} (its settings: {state.settings})", highlight=False)
     if executor == "ray":
@@ -89,7 +94,10 @@ def search(
             recorder = Recorder(resolve_tracking_uri(tracking_uri), experiment)
         except TrackingError as e:
             raise _fail(str(e)) from e
-    proposer = _proposer(state.settings["tournament"], llm_url, llm_model, llm_fraction)
+    try:
+        proposer = _proposer(state.settings, llm_url, llm_model, llm_fraction)
+    except (ProgramError, ValueError) as e:
+        raise _fail(str(e)) from e
     evaluator = Evaluator(root, executor, hardware, state.settings["max_steps"], console)
     try:
         run = Search(root, state, proposer, evaluator, log=lambda line: console.print(line, highlight=False), recorder=recorder)
@@ -99,10 +107,19 @@ def search(
     _summary(run)
 
 
-def _proposer(tournament: int, url: str | None, model: str, fraction: float):
+def _proposer(settings: dict, url: str | None, model: str, fraction: float):
     from algoperf.search.proposers import LLMProposer, MixedProposer, MutationProposer
 
-    mutation = MutationProposer(tournament)
+    if settings.get("mode", "evolution") == "cmaes":
+        from algoperf.search.cmaes import CMAProposer
+        from algoperf.search.language import from_text
+        from algoperf.search.seeds import seed_program
+
+        fixed = from_text(settings["program"]) if settings.get("program") else seed_program(settings["seed_programs"][0])
+        return CMAProposer(fixed, settings.get("sigma", 0.3), settings["children"], settings["seed"])
+    if settings.get("mode", "evolution") != "evolution":
+        raise ValueError(f"--mode {settings['mode']!r}: choose evolution or cmaes")
+    mutation = MutationProposer(settings["tournament"])
     if not url:
         return mutation
     llm = LLMProposer(url, os.environ.get("ALGOPERF_LLM_KEY"), model)

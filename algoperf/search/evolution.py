@@ -37,7 +37,8 @@ class Search:
         self.workloads: list[str] = s["workloads"]
         from algoperf import registry
 
-        self.budgets = [registry.workload_info(w)["max_allowed_runtime_sec"] for w in self.workloads]
+        self.factor = float(s.get("budget_factor", 1.0))  # like `algoperf run --budget-factor`
+        self.budgets = [registry.workload_info(w)["max_allowed_runtime_sec"] * self.factor for w in self.workloads]
 
     # --- candidates ------------------------------------------------------------------
     def _folder(self, h: str) -> Path:
@@ -61,7 +62,7 @@ class Search:
         return jobs
 
     def _run(self, records: list[dict[str, Any]], workloads: list[str], factor: float = 1.0) -> None:
-        jobs = self._jobs(records, workloads, factor)
+        jobs = self._jobs(records, workloads, factor * self.factor)
         for job, t in zip(jobs, self.evaluator.run(jobs, self.state.generation), strict=True):
             self.state.candidates[job.hash]["times"][job.workload] = t
 
@@ -111,7 +112,7 @@ class Search:
         while len(st.population) > s["population"]:
             st.population.pop(0)  # the oldest leaves
         if hasattr(self.proposer, "observe"):
-            self.proposer.observe(fresh)
+            self.proposer.observe(st.candidates)
         self._checkpoint(started)
         best = self.best()
         self.log(f"generation {st.generation}: {len(fresh)} trained, {len(passed)} past the funnel; best {best['hash']} "
@@ -150,6 +151,8 @@ class Search:
         return max(scored, key=lambda c: rank_key(c["fitness"]))
 
     def run(self, budget_s: float | None, generations: int | None) -> None:
+        if self.state.proposer_state and hasattr(self.proposer, "load"):
+            self.proposer.load(self.state.proposer_state)
         self.start()
         while (generations is None or self.state.generation < generations) and (budget_s is None or self.state.elapsed_s < budget_s):
             self.generation()
