@@ -86,3 +86,12 @@ def test_export_of_an_unknown_search_says_what_is_missing(tmp_path):
     r = subprocess.run([*ALGOPERF, "search", "export", "nope", "--search-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "no search 'nope'" in r.stderr
     assert load_state(tmp_path / "nope") is None
+
+
+def test_bad_search_options_are_refused_before_anything_runs(tmp_path):
+    for args, message in ((["--seed-program", "rmsprop"], "choose from adamw, nadamw, sgd_momentum, lion"),
+                          (["--workloads", "mnist1d,nope"], "unknown nope"),
+                          (["--mode", "annealing", "--generations", "0"], "choose evolution or cmaes")):
+        r = subprocess.run([*ALGOPERF, "search", *args, "--search-dir", str(tmp_path), "--no-tracking", "--executor", "local"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and message in " ".join(r.stderr.split()), r.stderr

@@ -69,6 +69,8 @@ def search(
         bad = [w for w in wl if w not in registry.workload_names()]
         if bad or not wl:
             raise _fail(f"--workloads: unknown {', '.join(bad) or '(none given)'}; see `algoperf workloads`")
+        if mode not in ("evolution", "cmaes"):
+            raise _fail(f"--mode {mode!r}: choose evolution or cmaes")
         if population < 1 or tournament < 1 or children < 1 or not 0 < funnel_budget <= 1 or not budget_factor > 0:
             raise _fail("--population, --tournament, --children must be >= 1 and --funnel-budget in (0, 1], --budget-factor > 0")
         state = SearchState(settings={
