@@ -108,3 +108,40 @@ def test_shipped_published_scores_are_the_v05_external_leaderboard():
     scores = get_leaderboard("small-suite-v05").published_scores()
     assert len(scores) == 11
     assert max(scores, key=scores.get) == "shampoo_submission"
+
+
+def test_workload_measured_on_two_kinds_of_machine_is_flagged(tmp_path):
+    import json
+
+    published = {"a": 0.8, "b": 0.6, "c": 0.4}
+    board = make_board(tmp_path, {e: {"mnist1d": [2, 3], "ctr": [2, 3]} for e in published}, published)
+    for meta_dir in (board.logs).rglob("trial_*"):
+        # every trial on machine X, except entry c's ctr trials on machine Y
+        kind = "cpu:1 (Y)" if "/c/ctr_jax/" in str(meta_dir) else "cpu:1 (X)"
+        (meta_dir / "meta_data_0.json").write_text(json.dumps({"scheduler": {"hardware_kind": kind}}))
+    report = validity_report(board, n_bootstrap=20)
+    assert report.hardware == {"ctr": ["cpu:1 (X)", "cpu:1 (Y)"], "mnist1d": ["cpu:1 (X)"]}
+    text = render_markdown(report)
+    assert "| ctr | cpu:1 (X); cpu:1 (Y) (MIXED" in text
+    assert "| mnist1d | cpu:1 (X) |" in text
+
+
+def test_publish_keeps_small_files_of_finished_trials_and_a_new_checkout_resumes_from_them(tmp_path):
+    from algoperf.leaderboards.campaign import publish, seed_from_published
+
+    out = tmp_path / "out"
+    done = out / "baseline" / "ctr_jax" / "trial_1"
+    running = out / "baseline" / "ctr_jax" / "trial_2"
+    for trial in (done, running):
+        write_trial(trial, "ctr", 3)
+        (trial / "checkpoint").mkdir()
+    (done / "trial_result.json").write_text("{}")
+    shipped = tmp_path / "shipped"
+    assert publish(out, shipped) == 1
+    assert sorted(p.name for p in (shipped / "baseline" / "ctr_jax" / "trial_1").iterdir()) == [
+        "eval_measurements.csv", "trial_result.json"]
+    assert not (shipped / "baseline" / "ctr_jax" / "trial_2").exists()
+    fresh = tmp_path / "fresh"
+    assert seed_from_published(shipped, fresh) == 1
+    assert (fresh / "baseline" / "ctr_jax" / "trial_1" / "trial_result.json").exists()
+    assert seed_from_published(shipped, fresh) == 0  # already there: nothing copied twice

@@ -62,6 +62,10 @@ def run_command(plan: CampaignPlan, name: str, folder: Path, workload: str) -> l
 def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Path | None = None) -> int:
     """Run (or resume) the campaign; returns how many (entry, workload) runs exited non-zero."""
     failures = 0
+    if publish_to is not None:
+        seeded = seed_from_published(publish_to, plan.out)
+        if seeded:
+            say(f"resuming from {publish_to}: {seeded} finished trials copied into {plan.out}")
     for workload in plan.workloads:
         for name in plan.entries:
             folder = entry_folder(name, plan.published_entries)
@@ -76,6 +80,23 @@ def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Pat
             if publish_to is not None:
                 publish(plan.out, publish_to)
     return failures
+
+
+def seed_from_published(published: Path, out: Path) -> int:
+    """Copy published trials that ``out`` lacks back into it, so that they are not run again.
+
+    Only CSV/JSON travel to the published folder (and so to a new checkout), which is what
+    `algoperf run` needs to skip a finished trial; a new session continues the campaign from
+    the committed logs with an empty ``out``. Returns the number of trials copied.
+    """
+    copied = 0
+    for result in sorted(Path(published).rglob("trial_result.json")):
+        target = out / result.parent.relative_to(published)
+        if (target / "trial_result.json").exists():
+            continue
+        shutil.copytree(result.parent, target, dirs_exist_ok=True)
+        copied += 1
+    return copied
 
 
 def publish(out: Path, dest: Path) -> int:

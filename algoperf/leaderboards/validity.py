@@ -20,7 +20,9 @@ progress is scored on the same workloads for everyone; the report names them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -60,6 +62,7 @@ class ValidityReport:
     per_workload: dict[str, Agreement] = field(default_factory=dict)
     n_bootstrap: int = 0
     confidence: float = 0.95
+    hardware: dict[str, list[str]] = field(default_factory=dict)  # workload -> machines its trials ran on
 
 
 def agreement(small: dict[str, float], published: dict[str, float]) -> Agreement:
@@ -93,6 +96,24 @@ def complete_workloads(records, board: Leaderboard) -> tuple[list[str], dict[str
     union = set.union(*have.values()) if have else set()
     missing = {e: sorted(union - w) for e, w in have.items() if union - w}
     return sorted(every), missing
+
+
+def hardware_by_workload(records) -> dict[str, list[str]]:
+    """Workload -> the hardware kinds its trials recorded (meta_data_0.json beside each log).
+
+    Time to target is only comparable between entries measured on one kind of machine, so a
+    workload with more than one kind is flagged in the report. Campaigns span sessions, and a
+    session's machine is not chosen (two CPU models have been seen), so this is checked, not assumed.
+    """
+    kinds: dict[str, set[str]] = {}
+    for r in records:
+        meta_path = Path(r.source).parent / "meta_data_0.json" if r.source else None
+        kind = "unknown"
+        if meta_path is not None and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            kind = (meta.get("scheduler") or {}).get("hardware_kind") or str(meta.get("hardware", {}).get("cpu_model"))
+        kinds.setdefault(r.workload, set()).add(kind)
+    return {w: sorted(k) for w, k in sorted(kinds.items())}
 
 
 def validity_report(
@@ -132,7 +153,7 @@ def validity_report(
         board=board.name, entries=entries, workloads=workloads, missing=missing, small_scores=small,
         small_intervals={e: tuple(map(float, boot.interval[i])) for i, e in enumerate(entries)},
         published={e: published[e] for e in entries if e in published}, overall=overall,
-        n_bootstrap=n_bootstrap, confidence=confidence,
+        n_bootstrap=n_bootstrap, confidence=confidence, hardware=hardware_by_workload(records),
     )
     if len(workloads) > 1:
         for w in workloads:
@@ -171,6 +192,11 @@ def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
         lines += ["", "| small workload alone | Kendall tau | Spearman rho | winner first |", "| --- | --- | --- | --- |"]
         for w, a in report.per_workload.items():
             lines.append(f"| {w} | {a.kendall_tau:.3f} | {a.spearman_rho:.3f} | {'yes' if a.top1 else 'no'} |")
+    if report.hardware:
+        lines += ["", "| small workload | measured on |", "| --- | --- |"]
+        for w, kinds in report.hardware.items():
+            flag = " (MIXED: times across machines are not comparable)" if len(kinds) > 1 else ""
+            lines.append(f"| {w} | {'; '.join(kinds)}{flag} |")
     if report.missing:
         lines += ["", "Left out of every entry's score (not yet run for some entries): "
                   + "; ".join(f"{e}: {', '.join(ws)}" for e, ws in sorted(report.missing.items()))]
