@@ -51,6 +51,11 @@ def test_export_writes_a_submission_that_equals_the_program(tmp_path):
     assert "| mnist1d | 10.0 |" in readme  # its fitness
     space = json.loads((best / "tuning_search_space.json").read_text())["learning_rate"]
     assert space["min"] < program.schedule.lr < space["max"] and space["scaling"] == "log"
+    seed_hash = check.canonical_hash(seeds.seed_program("sgd_momentum"))
+    r = subprocess.run([*ALGOPERF, "search", "export", "s1", "--candidate", seed_hash, "--out", str(out), "--search-dir", str(searches)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / seed_hash / "program.json").read_text()) == seeds.seed_program("sgd_momentum").to_json()
     source = (best / "submission.py").read_text()
     assert "def rule(g, p, step, lr, m):" in source and "jnp.sign(c)" in source
 

@@ -145,9 +145,10 @@ def export_command(
     name: Annotated[str, typer.Argument(help="The search (its --experiment name).")],
     out: Annotated[Path, typer.Option(help="Folder to write the submissions into.")] = Path("submissions_found"),
     top: Annotated[int, typer.Option(help="How many of the best programs to export.")] = 1,
+    candidate: Annotated[str | None, typer.Option(help="Export this candidate (its hash, e.g. a seed) as OUT/<hash> instead.")] = None,
     search_dir: SearchDir = Path("searches"),
 ) -> None:
-    """Write the best programs as submission folders: OUT/best, OUT/top2, ..."""
+    """Write the best programs as submission folders: OUT/best, OUT/top2, ... (or OUT/<hash>)."""
     from algoperf.search import export
     from algoperf.search.fitness import rank_key
     from algoperf.search.language import from_json
@@ -157,13 +158,17 @@ def export_command(
     if state is None:
         raise _fail(f"no search {name!r} in {search_dir} (no {search_dir / name / 'state.json'}); check --search-dir")
     ranked = sorted((c for c in state.candidates.values() if c["fitness"]), key=lambda c: rank_key(c["fitness"]), reverse=True)
+    if candidate is not None:
+        if candidate not in state.candidates or not state.candidates[candidate]["program"]:
+            raise _fail(f"--candidate {candidate}: no such program in {name} (hashes are in state.json and MLflow)")
+        ranked, top = [state.candidates[candidate]], 1
     for i, c in enumerate(ranked[:top]):
         lineage, h = [], c["hash"]
         while h is not None:
             lineage.insert(0, state.candidates[h])
             h = state.candidates[h]["parent"]
-        folder = out / ("best" if i == 0 else f"top{i + 1}")
+        folder = out / (c["hash"] if candidate else "best" if i == 0 else f"top{i + 1}")
         program = from_json(c["program"])
-        readme = export.readme_text(f"{name}: {folder.name} ({c['hash']})", program, lineage, {**c["fitness"], "times": c["times"]})
+        readme = export.readme_text(f"{name}: {folder.name} ({c['hash']})", program, lineage, {**(c["fitness"] or {}), "times": c["times"]})
         export.write_submission(program, folder, f"{name} {folder.name}", readme)
         console.print(f"{folder}: {c['hash']} fitness {c['fitness']}", highlight=False)
