@@ -108,7 +108,7 @@ def test_schedules():
     ("def rule(g, p, lr):\n    update = -g\n    return update, ()\n", "must start with"),
     ("def rule(g, p, step, lr):\n    g = g * 2.0\n    update = -g\n    return update, ()\n", "read-only"),
     ("def rule(g, p, step, lr):\n    update = g * (p + 1.0)\n    return update, ()\n", "name or a number"),
-    ("this is not python", "not Python"),
+    ("def rule(g, p, step, lr:\n", "not Python"),
 ])
 def test_malformed_programs_are_refused_with_the_reason(text, message):
     with pytest.raises(ProgramError, match=message):
