@@ -53,31 +53,15 @@ def search(
     if ctx.invoked_subcommand is not None:
         return
     from algoperf.search.language import ProgramError
-    from algoperf.search.seeds import SEED_NAMES
-    from algoperf.search.state import SearchState, load_state
+    from algoperf.search.state import load_state
 
     root = search_dir / experiment
     state = load_state(root)
     if state is None:
-        names = [n.strip() for n in seed_program.split(",") if n.strip()]
-        unknown = [n for n in names if n not in SEED_NAMES]
-        if unknown or not names:
-            raise _fail(f"--seed-program {seed_program!r}: choose from {', '.join(SEED_NAMES)}")
-        wl = [w.strip() for w in workloads.split(",") if w.strip()]
-        from algoperf import registry
-
-        bad = [w for w in wl if w not in registry.workload_names()]
-        if bad or not wl:
-            raise _fail(f"--workloads: unknown {', '.join(bad) or '(none given)'}; see `algoperf workloads`")
-        if mode not in ("evolution", "cmaes"):
-            raise _fail(f"--mode {mode!r}: choose evolution or cmaes")
-        if population < 1 or tournament < 1 or children < 1 or not 0 < funnel_budget <= 1 or not budget_factor > 0:
-            raise _fail("--population, --tournament, --children must be >= 1 and --funnel-budget in (0, 1], --budget-factor > 0")
-        state = SearchState(settings={
-            "seed_programs": names, "workloads": wl, "population": population, "tournament": tournament,
-            "children": children, "funnel_budget": funnel_budget, "funnel_threshold": funnel_threshold,
-            "max_steps": max_steps, "seed": seed, "budget_factor": budget_factor, "mode": mode,
-            "program": program.read_text() if program else None, "sigma": sigma})
+        state = _new_state(seed_program, workloads, mode, program, settings={
+            "population": population, "tournament": tournament, "children": children, "funnel_budget": funnel_budget,
+            "funnel_threshold": funnel_threshold, "max_steps": max_steps, "seed": seed, "budget_factor": budget_factor,
+            "mode": mode, "sigma": sigma})
     else:
         console.print(f"Resuming {root} at generation {state.generation} (its settings: {state.settings})", highlight=False)
     if executor == "ray":
@@ -107,6 +91,31 @@ def search(
     except (ProgramError, ValueError) as e:
         raise _fail(str(e)) from e
     _summary(run)
+
+
+def _new_state(seed_program: str, workloads: str, mode: str, program: Path | None, settings: dict):
+    """A new search's state from the options, or a clear refusal."""
+    from algoperf import registry
+    from algoperf.search.seeds import SEED_NAMES
+    from algoperf.search.state import SearchState
+
+    names = [n.strip() for n in seed_program.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SEED_NAMES]
+    if unknown or not names:
+        raise _fail(f"--seed-program {seed_program!r}: choose from {', '.join(SEED_NAMES)}")
+    wl = [w.strip() for w in workloads.split(",") if w.strip()]
+    bad = [w for w in wl if w not in registry.workload_names()]
+    if bad or not wl:
+        raise _fail(f"--workloads: unknown {', '.join(bad) or '(none given)'}; see `algoperf workloads`")
+    if mode not in ("evolution", "cmaes"):
+        raise _fail(f"--mode {mode!r}: choose evolution or cmaes")
+    if min(settings["population"], settings["tournament"], settings["children"]) < 1 \
+            or not 0 < settings["funnel_budget"] <= 1 or not settings["budget_factor"] > 0:
+        raise _fail("--population, --tournament, --children must be >= 1, --funnel-budget in (0, 1], --budget-factor > 0")
+    if program is not None and not program.is_file():
+        raise _fail(f"--program {program}: no such file (a program in the Python form of docs/search.md)")
+    return SearchState(settings={"seed_programs": names, "workloads": wl, **settings,
+                                 "program": program.read_text() if program else None})
 
 
 def _proposer(settings: dict, url: str | None, model: str, fraction: float):
