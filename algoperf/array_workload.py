@@ -19,20 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch
 
 Split = dict[str, np.ndarray]
 
 
 def _num_examples(split: Split) -> int:
     return len(next(iter(split.values())))
-
-
-def _seed_from_rng(rng: spec.RandomState) -> int:
-    """A numpy seed from a JAX key (or an int)."""
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
-    return int(np.uint32(data.ravel()[-1]))
 
 
 def pad_batch(batch: Split, size: int) -> Split:
@@ -135,7 +129,7 @@ class ArrayWorkload(spec.Workload):
         # Load now, not at the first next(): reading data is setup, not submission time.
         arrays = self.split_arrays(split, data_dir)
         if split == "train":
-            batches = shuffled_batches(arrays, global_batch_size, _seed_from_rng(data_rng))
+            batches = shuffled_batches(arrays, global_batch_size, seed_from_rng(data_rng))
         else:
             limit = self.num_eval_train_examples if split == "eval_train" else None
             batches = ordered_batches(arrays, global_batch_size, limit)
@@ -178,12 +172,10 @@ class ArrayWorkload(spec.Workload):
         del rng, global_step
         arrays = self.split_arrays(split, data_dir)
         sharding = jax_sharding_utils.get_batch_dim_sharding()
-        # Dispatch every batch first, then fetch: the device never waits on the host.
-        pending = [
-            self._jitted_eval_batch(params, model_state, jax.device_put(batch, sharding))
-            for batch in ordered_batches(arrays, global_batch_size, num_examples)
-        ]
-        outputs = [jax.tree.map(np.asarray, out) for out in jax.device_get(pending)]
+        outputs = dispatch_then_fetch(
+            lambda batch: self._jitted_eval_batch(params, model_state, jax.device_put(batch, sharding)),
+            ordered_batches(arrays, global_batch_size, num_examples),
+        )
         return self.reduce_eval_outputs(outputs)
 
 

@@ -38,11 +38,21 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def _parse_hparams(value: str | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    path = Path(value)
+    # Inline JSON first: a long JSON object is no valid path (Path.exists raises on it).
     try:
-        data = json.loads(path.read_text()) if path.exists() else json.loads(value)
-    except json.JSONDecodeError as e:
-        raise fail(f"--hparams {value!r}: neither a JSON file nor inline JSON ({e.msg})") from e
+        data = json.loads(value)
+    except json.JSONDecodeError as inline_error:
+        path = Path(value)
+        try:
+            is_file = path.is_file()
+        except OSError:
+            is_file = False
+        if not is_file:
+            raise fail(f"--hparams {value!r}: neither inline JSON ({inline_error.msg}) nor an existing JSON file") from None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise fail(f"--hparams {value!r}: the file is not valid JSON ({e.msg} at line {e.lineno})") from e
     if not isinstance(data, dict):
         raise fail(f"--hparams {value!r}: expected a JSON object of name -> value"
                    + ("; a list of points is a search space: pass it as --tuning-search-space" if isinstance(data, list) else ""))
@@ -421,9 +431,11 @@ def _register_optional_commands() -> None:
     app.add_typer(__import__("algoperf.search.command", fromlist=["search_app"]).search_app, name="search")
     try:
         from algoperf.scoring.command import score
+        from algoperf.scoring.compare import compare
     except ImportError:
         return
     app.command("score")(score)
+    app.command("compare")(compare)
 
 
 _register_optional_commands()

@@ -60,3 +60,31 @@ def mean_absolute_error(
 ) -> dict[str, jax.Array]:
     del label_smoothing
     return _reduce(jnp.abs(logits - labels), mask)
+
+
+def token_cross_entropy(
+    labels: jax.Array,
+    logits: jax.Array,
+    mask: jax.Array | None = None,
+    label_smoothing: float = 0.0,
+    ignore_padding: bool = False,
+) -> dict[str, jax.Array]:
+    """Per-token cross-entropy of (B, L) integer ``labels`` against (B, L, V) ``logits``.
+
+    Per token ``-sum_v y_v log softmax(z)_v`` with ``y = (1 - a) onehot + a / V``, computed
+    in float32 (bf16 logits lose too much in the log-sum-exp). A token's weight is ``mask``
+    ((B,) per row or (B, L) per token; 1 without one), times ``labels > 0`` with
+    ``ignore_padding`` (token id 0 is padding). 'n_valid_examples' is the sum of the
+    weights (the number of valid tokens for 0/1 masks), 'per_example' the weighted (B, L)
+    losses.
+    """
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    per_token = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+    weights = jnp.ones_like(per_token)
+    if ignore_padding:
+        weights = weights * (labels > 0)
+    if mask is not None:
+        mask = mask.astype(per_token.dtype)
+        weights = weights * (mask[:, None] if mask.ndim == 1 else mask)
+    per_token = per_token * weights
+    return {"summed": jnp.sum(per_token), "n_valid_examples": jnp.sum(weights), "per_example": per_token}

@@ -108,9 +108,23 @@ def _submissions_root() -> Path:
 
 
 def submission_names() -> list[str]:
-    """Every built-in submission name, sorted."""
+    """Every built-in submission name, sorted: its folder under the submissions root.
+
+    Nested folders are named by their relative path (``leaderboard_v05/cyclic_lr``), so a
+    port never shadows a top-level built-in of the same last name.
+    """
     root = _submissions_root()
-    return sorted(p.parent.name for p in root.glob("*/submission.py"))
+    return sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("submission.py"))
+
+
+def builtin_submission_name(path: str | Path) -> str | None:
+    """The built-in name of a submission file or folder, None where it is not a built-in."""
+    file = Path(path)
+    file = (file / "submission.py" if file.is_dir() else file).resolve()
+    root = _submissions_root().resolve()
+    if file.name != "submission.py" or not file.is_file() or not file.is_relative_to(root):
+        return None
+    return file.parent.relative_to(root).as_posix()
 
 
 def resolve_submission(name_or_path: str | Path) -> Path:
@@ -120,9 +134,11 @@ def resolve_submission(name_or_path: str | Path) -> Path:
         path = path / "submission.py"
     if path.is_file():
         return path.resolve()
-    builtin = _submissions_root() / str(name_or_path) / "submission.py"
-    if builtin.is_file():
-        return builtin
+    name = str(name_or_path).strip("/")
+    if ".." not in Path(name).parts:  # a built-in name never leaves the submissions root
+        builtin = _submissions_root() / name / "submission.py"
+        if builtin.is_file():
+            return builtin
     raise UnknownNameError(
         f"no submission at {str(name_or_path)!r}: give a built-in name "
         f"({', '.join(submission_names()) or 'none installed'}), a folder holding "

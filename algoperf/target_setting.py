@@ -34,7 +34,7 @@ from typing import Any
 from algoperf import registry, spec
 from algoperf.campaign.plan import trial_seed
 from algoperf.runner.trial import run_trial
-from algoperf.runner.trial_log import read_evals
+from algoperf.runner.trial_log import EVAL_FILE, read_evals
 from algoperf.runner.types import TrialConfig
 from algoperf.submission.loading import load_submission
 
@@ -69,7 +69,7 @@ class TrialSummary:
 
 
 def _summarise(optimizer: str, config: TrialConfig, metric: str, budget: float | None = None) -> TrialSummary:
-    evals = read_evals(config.path) if (config.path / "eval_measurements.csv").exists() else []
+    evals = read_evals(config.path) if (config.path / EVAL_FILE).exists() else []
     rows = [r for r in evals if not math.isnan(r.get(f"validation/{metric}", math.nan))
             and (budget is None or r["accumulated_submission_time"] <= budget)]
     best_row = None

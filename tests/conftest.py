@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 NADAMW = REPO / "submissions" / "nadamw"
 
+# Ray test nodes: no dashboard, every port picked free by the OS. (The dashboard's 8265 and
+# the head's dashboard agent port 52365 are fixed by default: two test clusters at once, or
+# a developer's own Ray, would contend for them.) The node IP stays Ray's own choice: a head
+# told 127.0.0.1 advertises its GCS on the host's address and the driver never connects.
+RAY_TEST_NODE = {"include_dashboard": False, "dashboard_agent_listen_port": None}
+RAY_TEST_WORKER = {"dashboard_agent_listen_port": None}
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _tracking_store_outside_the_repo(tmp_path_factory):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from algoperf.campaign.plan import finished_result, plan_trials, run_local
 from algoperf.runner.types import FAILED, REACHED
 from algoperf.submission.loading import load_submission
@@ -53,6 +55,7 @@ def test_finished_trials_are_skipped_and_failed_ones_rerun(tmp_path, write_submi
     assert skipped == [result.status] and finished_result(configs[0])["global_step"] == 3
 
 
+@pytest.mark.slow  # training to target (25 s on a busy core); the fast tier has test_trial's nadamw run
 def test_nadamw_self_reaches_mnist1d_target_under_self_tuning(tmp_path):
     sub = load_submission("nadamw_self")
     configs = plan_trials(sub, ["mnist1d"], ruleset="self", experiment_dir=tmp_path)

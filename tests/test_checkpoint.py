@@ -164,7 +164,9 @@ def test_killed_trial_resumes_to_the_same_result(tmp_path: Path, nadamw_point: d
     assert len(steps) == len(set(steps)) and steps == sorted(steps)
     assert resumed.global_step == baseline.global_step == MAX_STEPS
     assert _eval_metrics(rows[-1]) == _eval_metrics(base_rows[-1])
-    assert resumed.best_validation == baseline.best_validation
+    # Evals come on a time schedule, so which steps were evaluated may differ between the two
+    # runs on a busy machine: the final eval must agree, and the best is the best of its rows.
+    assert resumed.best_validation == max(r["validation/accuracy"] for r in rows)
     assert resumed.status == baseline.status
     assert [r["preemption_count"] for r in rows if r["global_step"] > saved_step] == [1.0] * sum(
         s > saved_step for s in steps

@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = ["cifar", "imagenet_resnet", "imagenet_vit", "wmt", "ogbg", "lm", "criteo1tb", "fastmri",
              "librispeech_conformer", "librispeech_deepspeech"]
 BATCH_NORM = {"cifar", "imagenet_resnet", "librispeech_conformer", "librispeech_deepspeech"}
+# The fast tier checks one batch-norm image model and one sequence model (each a subprocess
+# compiling its model twice on 8 host devices: a minute or more on a busy core); the other
+# workloads are the slow tier (make test-all).
+FAST = {"cifar", "lm"}
 
 
 def compare_in_a_subprocess(name: str, out: Path) -> dict:
@@ -30,7 +34,7 @@ def compare_in_a_subprocess(name: str, out: Path) -> dict:
 
 
 # One process per workload (not one for all): pytest-xdist can then spread them over its workers.
-@pytest.mark.parametrize("name", WORKLOADS)
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in WORKLOADS])
 def test_eight_devices_give_the_one_device_step(name, tmp_path):
     r = compare_in_a_subprocess(name, tmp_path / "result.json")
     assert "error" not in r, r.get("error")

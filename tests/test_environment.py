@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from algoperf import environment, hardware
+from tests.conftest import RAY_TEST_NODE, RAY_TEST_WORKER
 
 ALGOPERF = str(Path(sys.executable).parent / "algoperf")
 
@@ -22,7 +23,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the cluster/tracking/image settings a test sets."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                        "MLFLOW_TRACKING_PASSWORD", environment.hardware.IMAGE_RECORD_ENV)}
+                        "MLFLOW_TRACKING_PASSWORD", hardware.IMAGE_RECORD_ENV)}
     env["ALGOPERF_IMAGE_RECORD"] = "/nonexistent/versions.json"  # never this machine's /etc file
     env.update(extra)
     return env
@@ -259,9 +260,11 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     from algoperf import environment
 
     STORE = 80 * 1024**2
+    RAY_TEST_NODE, RAY_TEST_WORKER = json.loads(sys.argv[1])
     nodes = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "object_store_memory": STORE})
-    nodes.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:H100": 1}, object_store_memory=STORE)
+        "num_cpus": 0, "object_store_memory": STORE, **RAY_TEST_NODE})
+    nodes.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:H100": 1}, object_store_memory=STORE,
+                   **RAY_TEST_WORKER)
     nodes.wait_for_nodes()
     try:
         reports = environment.gather_cluster(nodes.address, use_jax=False, timeout_s=90)
@@ -281,7 +284,8 @@ def test_every_node_of_a_real_cluster_reports_from_itself(tmp_path: Path) -> Non
     """Head (no CPUs, like compose's ray-head) + a worker faking one H100 on a real Ray."""
     script = tmp_path / "cluster.py"
     script.write_text(CLUSTER_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+    nodes = json.dumps([RAY_TEST_NODE, RAY_TEST_WORKER])
+    done = subprocess.run([sys.executable, str(script), nodes], capture_output=True, text=True, timeout=240,
                           env=_clean_env(JAX_PLATFORMS="cpu"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])

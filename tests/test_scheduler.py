@@ -24,6 +24,7 @@ from ray.cluster_utils import Cluster
 from rich.console import Console
 
 from algoperf.campaign.ray_executor import SchedulerError, run_campaign
+from tests.conftest import RAY_TEST_NODE, RAY_TEST_WORKER
 
 STORE = 80 * 1024**2  # the smallest object store Ray accepts: trials pass only small dicts
 
@@ -48,9 +49,9 @@ def cluster():
     os.environ.pop("RAY_ADDRESS", None)
     nodes = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"fast": 1000}, "include_dashboard": False, "object_store_memory": STORE},
+        head_node_args={"num_cpus": 1, "resources": {"fast": 1000}, "object_store_memory": STORE, **RAY_TEST_NODE},
     )
-    slow = nodes.add_node(num_cpus=1, resources={"slow": 1000}, object_store_memory=STORE)
+    slow = nodes.add_node(num_cpus=1, resources={"slow": 1000}, object_store_memory=STORE, **RAY_TEST_WORKER)
     ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR")
     yield SimpleNamespace(address=nodes.address, fast=nodes.head_node.node_id, slow=slow.node_id)
     ray.shutdown()
@@ -151,12 +152,15 @@ def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_pa
     assert [o.state for o in outcomes] == ["finished", "finished"]
     base, resumed = (o.result for o in outcomes)
     assert resumed["global_step"] == base["global_step"] == steps
-    assert resumed["best_validation"] == base["best_validation"]
     assert resumed["status"] == base["status"]
 
     from algoperf.runner.trial_log import read_evals
 
-    last, last_base = read_evals(victim.path)[-1], read_evals(baseline.path)[-1]
+    # Evals follow a time schedule: which steps were evaluated may differ between the runs on
+    # a busy machine. The final eval must agree; the best is the best of the trial's own rows.
+    rows = read_evals(victim.path)
+    assert resumed["best_validation"] == max(r["validation/accuracy"] for r in rows)
+    last, last_base = rows[-1], read_evals(baseline.path)[-1]
     assert {k: v for k, v in last.items() if "/" in k} == {k: v for k, v in last_base.items() if "/" in k}
     assert last["preemption_count"] == 1
     got = _steps(victim)

@@ -75,12 +75,12 @@ def test_bad_campaigns_are_refused_with_the_option_named(nadamw, write_submissio
 
 
 def test_local_run_skips_finished_trials(nadamw, tmp_path) -> None:
-    from algoperf.runner.trial_log import TrialLog
+    from algoperf.runner.trial_log import TrialWriter
 
     configs = plan_trials(nadamw, ["mnist1d"], trials=2, experiment_dir=tmp_path, max_steps=1)
     done = {"status": "missed", "workload": "mnist1d"}
     for config in configs:
-        TrialLog(config.path).write_result(done)
+        TrialWriter(config.path).write_result(done)
     skipped = []
     assert run_local(configs, nadamw, on_skip=lambda c, d: skipped.append(c.trial_index)) == [done, done]
     assert skipped == [1, 2]

@@ -592,7 +592,9 @@ def test_cli_table_and_output_files(tmp_path):
     # score printed as 'score [lo, hi]', times per workload, misses marked
     assert rows["a"][3].strip() == "1.0000 [1.0000, 1.0000]"
     assert rows["b"][3].strip() == "0.3333 [0.3333, 0.3333]"  # (4 - 2) / 3 / 2 workloads
-    assert [c.strip() for c in rows["b"][5:7]] == ["3.3 min", "no logs"]
+    # then P(1st), the rank interval, device-hours and the speedup, then the workloads
+    assert [c.strip() for c in rows["b"][4:6]] == ["0.00", "2"]
+    assert [c.strip() for c in rows["b"][8:10]] == ["3.3 min", "no logs"]
     for name in ("scores.csv", "times.csv", "study_times.csv", "order_flips.csv", "scores.json"):
         assert (out / name).stat().st_size > 0
     assert (out / "performance_profile_external.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

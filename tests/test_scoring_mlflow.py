@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -209,6 +208,9 @@ def test_scores_logged_back_as_one_score_run_per_campaign(campaign):
         for name, s in scores.items():  # the whole profile: both submissions on each campaign
             assert m[f"score/{name}"] == pytest.approx(s["score"])
             assert [m[f"score_lo/{name}"], m[f"score_hi/{name}"]] == pytest.approx(s["interval"])
+            assert m[f"p_rank_1/{name}"] == pytest.approx(s["p_rank_1"])
+            assert [m[f"rank_lo/{name}"], m[f"rank_hi/{name}"]] == s["rank_interval"]
+            assert m[f"device_hours/{name}"] == pytest.approx(s["cost"]["device_h"])
             for w, t in s["times"].items():
                 assert m.get(f"time_to_target/{name}/{w}") == (
                     None if t is None else pytest.approx(t)
@@ -279,9 +281,7 @@ def test_a_tracking_server_that_is_down_is_one_clear_line(campaign, monkeypatch)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     uri = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
     result = _score(campaign, "--experiment", "adamw", "--tracking-uri", uri)
-    assert time.monotonic() - start < 10
     assert result.exit_code == 2 and result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert (
@@ -310,3 +310,25 @@ def test_bad_mlflow_inputs_are_one_clear_line(campaign, tmp_path):
     assert other.exit_code == 2 and "no self tuning trials" in other.stderr
     for result in (none, unknown, absent, other):
         assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compare_from_mlflow_equals_compare_from_the_logs(campaign):
+    """`algoperf compare mlflow:A mlflow:B` reads the campaigns as `score --experiment` does."""
+
+    def pairs(*sources: str) -> dict:
+        args = ["compare", *sources, "--targets", str(campaign.targets), "--tracking-uri",
+                campaign.uri, "--replicates", "300", "--json"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (pair,) = json.loads(result.stdout)["pairs"]
+        return pair
+
+    logs = pairs(str(campaign.root / "adamw"), str(campaign.root / "nadamw_external"))
+    mlflow = pairs("mlflow:adamw", "mlflow:nadamw_external")
+    assert (logs["a"], logs["b"]) == (mlflow["a"], mlflow["b"]) == ("adamw", "nadamw")
+    assert mlflow["score_difference"] == pytest.approx(logs["score_difference"])
+    assert mlflow["p_score"] == pytest.approx(logs["p_score"])
+    # wa: adamw's study medians 100, 120 vs nadamw's 180, 150 -> paired medians 110 vs 165
+    (wa,) = [w for w in mlflow["workloads"] if w["workload"] == "wa"]
+    assert (wa["units"], wa["n_units"]) == ("studies", 2)
+    assert wa["speedup"] == pytest.approx(165.0 / 110.0)

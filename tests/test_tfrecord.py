@@ -64,3 +64,32 @@ def test_bad_and_truncated_files_raise_naming_the_file(tmp_path):
         tfrecord.index_records(path)
     with pytest.raises(tfrecord.TFRecordError, match="cut.*truncated"):
         list(tfrecord.iter_records(path))
+
+
+def test_a_flipped_data_byte_fails_its_checksum_on_every_read_path(tmp_path):
+    path = tmp_path / "flipped"
+    tfrecord.write_records(path, [tfrecord.make_example({"label": 3}), tfrecord.make_example({"label": 4})])
+    raw = bytearray(path.read_bytes())
+    (offset, length), _ = tfrecord.index_records(path)
+    raw[offset + length - 1] ^= 0x01  # the label's last byte: still a valid Example, wrong value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(tfrecord.TFRecordError, match=r"flipped: bad data checksum in the record at byte 0"):
+        list(tfrecord.iter_records(path))
+    with pytest.raises(tfrecord.TFRecordError, match="flipped: bad data checksum"):
+        tfrecord.read_record(path, offset, length)
+
+
+def test_written_examples_are_the_bytes_tensorflow_writes():
+    # tf.train.Example(features={'a': Int64List([1, -1])}).SerializeToString(), field by field:
+    # Example.features(1) > Features.feature(1) map entry {key(1): 'a', value(2): Feature}
+    # > Feature.int64_list(3) > value(1), packed varints: 1, then -1 as a 10-byte varint.
+    ints = b"\x0a\x0b" + b"\x01" + b"\xff" * 9 + b"\x01"
+    feature = b"\x1a" + bytes([len(ints)]) + ints
+    entry = b"\x0a\x01a" + b"\x12" + bytes([len(feature)]) + feature
+    features = b"\x0a" + bytes([len(entry)]) + entry
+    assert tfrecord.make_example({"a": [1, -1]}) == b"\x0a" + bytes([len(features)]) + features
+
+
+def test_garbage_is_not_an_example():
+    with pytest.raises(tfrecord.TFRecordError, match="not a tf.train.Example"):
+        tfrecord.parse_example(b"\x0a\xff\xff")

@@ -24,6 +24,7 @@ from algoperf import spec
 STEP_SECONDS = {seconds}
 BUSY = {busy}
 SPENT = [0.0]  # wall time actually spent inside update_params (sleep can oversleep)
+LONGEST = [0.0]  # the longest single step: a busy machine stretches it, and bounds below with it
 _batch = None
 
 def get_batch_size(workload_name):
@@ -43,6 +44,7 @@ def update_params(workload, current_param_container, current_params_types, model
     else:
         time.sleep(STEP_SECONDS)
     SPENT[0] += time.perf_counter() - begin
+    LONGEST[0] = max(LONGEST[0], time.perf_counter() - begin)
     return optimizer_state, current_param_container, model_state
 
 def data_selection(workload, input_queue, optimizer_state, current_param_container,
@@ -93,9 +95,10 @@ def test_submission_is_charged_its_step_time_and_not_eval_time(tmp_path, write_s
     spent = sub.module.SPENT[0]
     assert spent >= steps * seconds
     assert result.global_step == steps
-    # Charged: the time the submission really spent, within 2% (the rest is runner overhead).
-    assert result.accumulated_submission_time == pytest.approx(spent, rel=0.02)
+    # Charged: the time the submission really spent plus the runner's overhead around each
+    # step (ms; more on a busy machine), and far less than the evals' extra time.
     assert result.accumulated_submission_time >= spent
+    assert result.accumulated_submission_time < spent + result.num_evals * SlowEvalWorkload.EXTRA / 2
     # Several evals happened, each with 0.4 s of extra eval work, none of it charged.
     assert result.num_evals >= 3
     assert result.accumulated_eval_time >= result.num_evals * SlowEvalWorkload.EXTRA
@@ -105,31 +108,34 @@ def test_submission_is_charged_its_step_time_and_not_eval_time(tmp_path, write_s
 
 
 def test_evals_follow_the_period_in_submission_time(tmp_path, write_submission):
-    sub = timed_submission(write_submission, 0.02)
-    result = run_trial(TrialConfig(workload="mnist1d_slow_eval", submission=sub, experiment_dir=tmp_path, max_steps=60))
+    sub = load_submission(timed_submission(write_submission, 0.02))
+    result = run_trial(TrialConfig(workload="mnist1d_slow_eval", submission=sub.path, experiment_dir=tmp_path, max_steps=60), submission=sub)
     rows = read_evals(result.trial_dir)
     assert rows[0]["global_step"] == 1  # an eval right after step 1
     assert rows[-1]["global_step"] == 60  # and a final one when training ends
     times = [r["accumulated_submission_time"] for r in rows]
     gaps = np.diff(times[:-1])
-    # Each periodic eval comes once 0.25 s of submission time has passed (one step late at most).
-    assert all(0.25 <= g < 0.25 + 0.02 * 3 for g in gaps), gaps
+    # Each periodic eval comes once 0.25 s of submission time has passed, one step late at
+    # most (bounded by the longest step measured, not a fixed time: the machine may be busy).
+    step = sub.module.LONGEST[0]
+    assert all(0.25 <= g < 0.25 + 2 * step + 0.01 for g in gaps), (gaps, step)
 
 
 def test_budget_stops_without_an_eval_past_it(tmp_path, write_submission):
-    sub = timed_submission(write_submission, 0.02)
-    result = run_trial(TrialConfig(workload="mnist1d_tiny_budget", submission=sub, experiment_dir=tmp_path))
+    sub = load_submission(timed_submission(write_submission, 0.02))
+    result = run_trial(TrialConfig(workload="mnist1d_tiny_budget", submission=sub.path, experiment_dir=tmp_path), submission=sub)
     assert result.status == MISSED and result.stop_reason == "budget"
     assert result.accumulated_submission_time >= 0.5
-    assert result.accumulated_submission_time < 0.5 + 0.1  # stopped promptly, not at the next eval
+    # Stopped promptly (within a step or two), not at the next eval.
+    assert result.accumulated_submission_time < 0.5 + 2 * sub.module.LONGEST[0] + 0.01
     rows = read_evals(result.trial_dir)
     assert all(r["accumulated_submission_time"] < 0.5 for r in rows)
 
 
 def test_budget_factor_extends_the_budget(tmp_path, write_submission):
-    sub = timed_submission(write_submission, 0.02)
-    result = run_trial(TrialConfig(workload="mnist1d_tiny_budget", submission=sub, experiment_dir=tmp_path, budget_factor=2.0))
-    assert 1.0 <= result.accumulated_submission_time < 1.1
+    sub = load_submission(timed_submission(write_submission, 0.02))
+    result = run_trial(TrialConfig(workload="mnist1d_tiny_budget", submission=sub.path, experiment_dir=tmp_path, budget_factor=2.0), submission=sub)
+    assert 1.0 <= result.accumulated_submission_time < 1.0 + 2 * sub.module.LONGEST[0] + 0.01
 
 
 def test_training_complete_error_ends_with_a_final_eval(tmp_path, write_submission):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.ctr import input_pipeline
 from algoperf.workloads.ctr.workload import CtrLayerNormWorkload, CtrWorkload
+from tests.workload_checks import nadamw_losses
 
 SMALL = {"train": 3000, "validation": 700, "test": 500}
 
@@ -150,29 +150,8 @@ def test_dropout_rate_may_be_traced(workload, params, forward):
 
 
 def test_train_step_lowers_loss(workload, params):
-    state = None
     arrays = workload.split_arrays("train")
-    batch = {k: jnp.asarray(v[:256]) for k, v in arrays.items()}
-    opt = optax.nadamw(3e-3)
-    opt_state = opt.init(params)
-
-    @jax.jit
-    def step(params, opt_state):
-        def loss_fn(p):
-            logits, _ = workload.model_fn(
-                p, batch, state, spec.ForwardPassMode.TRAIN, jax.random.PRNGKey(2), True, 0.0
-            )
-            out = workload.loss_fn(batch["targets"], logits, batch.get("weights"))
-            return out["summed"] / out["n_valid_examples"]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    losses = []
-    for _ in range(5):
-        params, opt_state, loss = step(params, opt_state)
-        losses.append(float(loss))
+    losses = nadamw_losses(workload, params, {k: jnp.asarray(v[:256]) for k, v in arrays.items()}, steps=5)
     assert losses[-1] < losses[0] - 0.05
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.molgraph import input_pipeline
 from algoperf.workloads.molgraph.metrics import average_precision, mean_average_precision
 from algoperf.workloads.molgraph.workload import MolgraphGeluWorkload, MolgraphWorkload
+from tests.workload_checks import nadamw_losses
 
 SMALL = {"train": 300, "validation": 120, "test": 80}
 
@@ -207,29 +207,8 @@ def test_loss_masks_missing_labels_hand_computed():
 
 
 def test_train_step_lowers_loss(workload, params):
-    state = None
     train = workload.split_arrays("train")
-    batch = {k: jnp.asarray(v[:64]) for k, v in train.items()}
-    opt = optax.nadamw(3e-3)
-    opt_state = opt.init(params)
-
-    @jax.jit
-    def step(params, opt_state):
-        def loss_fn(p):
-            logits, _ = workload.model_fn(
-                p, batch, state, spec.ForwardPassMode.TRAIN, jax.random.PRNGKey(1), True, 0.0
-            )
-            out = workload.loss_fn(batch["targets"], logits, batch.get("weights"))
-            return out["summed"] / out["n_valid_examples"]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    losses = []
-    for _ in range(5):
-        params, opt_state, loss = step(params, opt_state)
-        losses.append(float(loss))
+    losses = nadamw_losses(workload, params, {k: jnp.asarray(v[:64]) for k, v in train.items()}, steps=5)
     assert losses[-1] < losses[0] - 0.05
 
 

@@ -22,3 +22,29 @@ def sgd_step_losses(workload: spec.Workload, params: Any, batch: dict, learning_
     value, grads = jax.jit(jax.value_and_grad(loss))(params)
     stepped = jax.tree.map(lambda p, g: p - learning_rate * g, params, grads)
     return float(value), float(loss(stepped))
+
+
+def nadamw_losses(workload: spec.Workload, params: Any, batch: dict, steps: int, model_state: Any = None,
+                  dropout_rate: float = 0.0, learning_rate: float = 3e-3) -> list[float]:
+    """The batch's mean training loss at each of ``steps`` jitted NAdamW steps on it (step i
+    with rng PRNGKey(i)); a workload that learns shows them falling."""
+    import optax
+
+    opt = optax.nadamw(learning_rate)
+
+    @jax.jit
+    def step(p, s, rng):
+        def loss(q):
+            logits, _ = workload.model_fn(q, batch, model_state, spec.ForwardPassMode.TRAIN, rng, True, dropout_rate)
+            out = workload.loss_fn(batch["targets"], logits, batch.get("weights"))
+            return out["summed"] / out["n_valid_examples"]
+
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, value
+
+    opt_state, losses = opt.init(params), []
+    for i in range(steps):
+        params, opt_state, value = step(params, opt_state, jax.random.PRNGKey(i))
+        losses.append(float(value))
+    return losses

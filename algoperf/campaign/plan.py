@@ -29,7 +29,7 @@ from algoperf import hardware
 from algoperf.runner.checkpoint import CheckpointMismatchError
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.trial import run_trial
-from algoperf.runner.trial_log import TrialLog
+from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import FAILED, TrialConfig, TrialResult
 from algoperf.submission import search_space as tuning
 from algoperf.submission.loading import Submission, SubmissionError
@@ -146,7 +146,7 @@ def finished_result(config: TrialConfig) -> dict[str, Any] | None:
     user has presumably fixed the submission, so it runs again. Its old folder is kept,
     moved to ``<workload>_jax/.failed/trial_<n>-<time>`` (hidden from scoring).
     """
-    done = TrialLog(config.path).read_result() if config.path.exists() else None
+    done = TrialWriter(config.path).read_result() if config.path.exists() else None
     if done is not None and done.get("status") == FAILED:
         archive = config.path.parent / ".failed" / f"{config.path.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         archive.parent.mkdir(exist_ok=True)

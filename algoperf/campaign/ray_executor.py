@@ -104,7 +104,7 @@ def _run_trial_task(
     from algoperf.registry import UnknownNameError
     from algoperf.runner.checkpoint import CheckpointError
     from algoperf.runner.trial import run_trial
-    from algoperf.runner.trial_log import TrialLog
+    from algoperf.runner.trial_log import TrialWriter
     from algoperf.spec import DataNotFoundError
     from algoperf.submission.loading import SubmissionError
 
@@ -129,7 +129,7 @@ def _run_trial_task(
         }
     }
     with trial_lock(config.path, lambda: reporter._send(state="waiting for an earlier attempt")):
-        done = TrialLog(config.path).read_result() if config.path.exists() else None
+        done = TrialWriter(config.path).read_result() if config.path.exists() else None
         if done is not None:
             return {"outcome": "skipped", "result": done, "hardware_kind": kind}
         user_observer, warning = None, None
@@ -209,12 +209,11 @@ def run_campaign(
             ray.shutdown()
 
 
-def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console, live, poll_s) -> list[TrialOutcome]:
+def _campaign_checks(configs, hardware, allow_mixed, max_retries, observer_factory) -> tuple[HardwareSpec, set[str]]:
+    """(hardware spec, kinds the trials already ran on); SchedulerError for what cannot run."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from algoperf import registry, spec
-    from algoperf.campaign.plan import finished_result, recorded_hardware_kinds
+    from algoperf.campaign.plan import recorded_hardware_kinds
 
     if max_retries < 0:
         raise SchedulerError(f"--max-retries {max_retries}: give 0 or more")
@@ -234,18 +233,15 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
                 f"the trial observer factory {observer_factory!r} cannot be sent to Ray workers "
                 f"({type(e).__name__}: {e}); make it a picklable callable (e.g. a dataclass method)"
             ) from e
-    # On the driver's own node, strictly: with soft affinity Ray 2.60 places a num_cpus=0
-    # actor on a worker when the driver's node offers no CPU (a head started with
-    # --num-cpus=0), and the board then dies with that worker, failing the retried trial.
-    board = (
-        ray.remote(ProgressBoard)
-        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False))
-        .remote(next(iter(kinds), None), allow_mixed)
-    )
-    task = ray.remote(max_calls=1)(_run_trial_task)
-    task_options = {**hw_spec.ray_options(), "max_retries": max_retries, "retry_exceptions": False}
+    return hw_spec, kinds
+
+
+def _submit(configs, hw_spec, board, task, task_options, observer_factory, outcomes) -> tuple[dict[str, dict[str, Any]], dict[Any, int]]:
+    """Queue each unfinished trial (finished ones go to ``outcomes``); (rows by key, pending)."""
+    from algoperf import registry, spec
+    from algoperf.campaign.plan import finished_result
+
     several = len({(c.experiment_dir, c.experiment_name) for c in configs}) > 1
-    outcomes: list[TrialOutcome | None] = [None] * len(configs)
     rows: dict[str, dict[str, Any]] = {}
     pending: dict[Any, int] = {}
     for i, config in enumerate(configs):
@@ -268,6 +264,26 @@ def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console,
             fields, str(hw_spec), board, observer_factory
         )
         pending[ref] = i
+    return rows, pending
+
+
+def _run(configs, hardware, allow_mixed, max_retries, observer_factory, console, live, poll_s) -> list[TrialOutcome]:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    hw_spec, kinds = _campaign_checks(configs, hardware, allow_mixed, max_retries, observer_factory)
+    # On the driver's own node, strictly: with soft affinity Ray 2.60 places a num_cpus=0
+    # actor on a worker when the driver's node offers no CPU (a head started with
+    # --num-cpus=0), and the board then dies with that worker, failing the retried trial.
+    board = (
+        ray.remote(ProgressBoard)
+        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False))
+        .remote(next(iter(kinds), None), allow_mixed)
+    )
+    task = ray.remote(max_calls=1)(_run_trial_task)
+    task_options = {**hw_spec.ray_options(), "max_retries": max_retries, "retry_exceptions": False}
+    outcomes: list[TrialOutcome | None] = [None] * len(configs)
+    rows, pending = _submit(configs, hw_spec, board, task, task_options, observer_factory, outcomes)
 
     title = f"{len(configs)} trials on {hw_spec}"
     use_live = console.is_terminal if live is None else live
@@ -361,11 +377,11 @@ def _portable_fields(config: TrialConfig) -> dict[str, Any]:
 
 
 def _builtin_name(path: str | None, registry: Any) -> str | None:
+    """A built-in's name (nested ones as ``leaderboard_v05/<name>``), None for any other path."""
     if path is None or not Path(path).is_file():
         return None
-    file = Path(path).resolve()
-    name = file.parent.name
-    return name if name in registry.submission_names() and registry.resolve_submission(name) == file else None
+    name = registry.builtin_submission_name(path)
+    return name if name is not None and registry.resolve_submission(name) == Path(path).resolve() else None
 
 
 def _collect(ref: Any, config: TrialConfig) -> TrialOutcome:

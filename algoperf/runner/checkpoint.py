@@ -27,7 +27,6 @@ the resumed attempt appends to the same files without duplicate rows.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -37,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from algoperf.runner import trial_log
+
 CHECKPOINT_DIR = "checkpoints"
-_EVAL_FILE = "eval_measurements.csv"
-_METRICS_FILE = "submission_metrics.jsonl"
 
 
 class CheckpointError(Exception):
@@ -227,21 +226,20 @@ def truncate_trial_log(trial_dir: str | Path, step: int) -> int:
     """
     trial_dir = Path(trial_dir)
     dropped = 0
-    eval_file = trial_dir / _EVAL_FILE
+    eval_file = trial_dir / trial_log.EVAL_FILE
     if eval_file.exists():
-        with eval_file.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if rows:
-            header, body = rows[0], rows[1:]
-            col = header.index("global_step") if "global_step" in header else None
-            # A row shorter than the header was cut off by a kill mid-write: drop it too.
-            keep = [r for r in body if len(r) == len(header) and (col is None or _as_step(r[col]) <= step)]
-            dropped += len(body) - len(keep)
+        table = trial_log.read_eval_table(eval_file)
+        if table.header:
+            col = table.header.index("global_step") if "global_step" in table.header else None
+            # Rows cut off by a kill mid-write are already left out of table.rows: drop them too.
+            keep = [r for r in table.rows if col is None or _as_step(r[col]) <= step]
+            body = len(table.rows) + table.truncated + table.malformed
+            dropped += body - len(keep)
             if not keep:
                 eval_file.unlink()  # the next attempt writes a fresh header
-            elif len(keep) != len(body):
-                _rewrite(eval_file, lambda f: csv.writer(f).writerows([header, *keep]), newline="")
-    metrics_file = trial_dir / _METRICS_FILE
+            elif len(keep) != body:
+                trial_log.write_eval_table(eval_file, table.header, keep)
+    metrics_file = trial_dir / trial_log.SUBMISSION_METRICS_FILE
     if metrics_file.exists():
         lines = metrics_file.read_text().splitlines()
         keep_lines = [line for line in lines if line.strip() and _metric_step(line) <= step]

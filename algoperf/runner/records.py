@@ -9,7 +9,7 @@ from typing import Any
 from algoperf import hardware
 from algoperf.runner.failure import describe_failure
 from algoperf.runner.observers import TrialObserver
-from algoperf.runner.trial_log import TrialLog
+from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import FAILED, TrialConfig, TrialResult
 from algoperf.submission.loading import Submission
 
@@ -38,7 +38,7 @@ def trial_meta(config: TrialConfig, submission: Submission) -> dict[str, Any]:
 
 
 def record_setup_failure(
-    config: TrialConfig, submission: Submission, log: TrialLog, error: Exception,
+    config: TrialConfig, submission: Submission, log: TrialWriter, error: Exception,
     observer: TrialObserver | None, extra_meta: dict[str, Any] | None,
 ) -> TrialResult:
     """Record a trial that could not start (no batch size, no data, a broken workload)."""

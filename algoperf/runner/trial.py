@@ -46,7 +46,7 @@ from algoperf.runner.resume import (
     trial_identity,
 )
 from algoperf.runner.step_keys import StepKeys
-from algoperf.runner.trial_log import TrialLog
+from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import DIVERGED, FAILED, MISSED, REACHED, TrialConfig, TrialResult
 from algoperf.submission.loading import Submission, load_submission
 from algoperf.submission.search_space import make_hyperparameters
@@ -86,7 +86,7 @@ def run_trial(
     # Submissions that build on earlier runs (e.g. `refined`) look for them here.
     os.environ["ALGOPERF_EXPERIMENT_DIR"] = str(Path(config.experiment_dir).resolve())
     submission = submission or load_submission(config.submission, style=config.submission_style)
-    log = TrialLog(config.path)
+    log = TrialWriter(config.path)
     try:  # what one workload cannot do fails this trial, not the campaign
         workload = registry.get_workload(config.workload, **config.workload_kwargs)
         batch = submission.batch_size_for(workload, config.workload, config.batch_sizes)

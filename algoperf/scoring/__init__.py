@@ -9,13 +9,18 @@ rule) and integrates the performance profiles; :func:`bootstrap` resamples studi
 intervals and order flips; :mod:`algoperf.scoring.report` prints and writes the results.
 Each published leaderboard's rules are one :class:`BenchmarkVersion`
 (:data:`VERSIONS`), chosen by :func:`choose_version`.
-``algoperf score`` is :func:`algoperf.scoring.command.score`.
+``algoperf score`` is :func:`algoperf.scoring.command.score` over :func:`algoperf.scoring.pipeline.score_sources`; ``algoperf compare`` is :mod:`algoperf.scoring.compare` (:mod:`algoperf.scoring.paired`); compute cost is :mod:`algoperf.scoring.cost`.
 See ``docs/scoring.md`` and :mod:`algoperf.scoring.profile` for the maths.
 """
 
-from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips
+from algoperf.scoring.bootstrap import BootstrapResult, bootstrap, order_flips, rank_probabilities
+from algoperf.scoring.cost import CampaignCost, CostOptions, campaign_cost
 from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.files import write_outputs
 from algoperf.scoring.logs import TrialLog, discover, read_logs, read_measurements
+from algoperf.scoring.options import ScoreRequest
+from algoperf.scoring.paired import PairResult, compare_pair, holm
+from algoperf.scoring.pipeline import Scored, score_sources
 from algoperf.scoring.profile import (
     ALGOPERF_TAU_POINTS,
     TAU_MAX,
@@ -35,7 +40,7 @@ from algoperf.scoring.profile import (
     trapezoid_score,
     workload_times,
 )
-from algoperf.scoring.report import RulesetReport, report_to_dict, reports_to_json, write_outputs
+from algoperf.scoring.report import RulesetReport, report_to_dict, reports_to_json
 from algoperf.scoring.targets import (
     EXTERNAL_BUDGETS_SEC,
     SELF_TUNING_FACTOR,
@@ -59,6 +64,11 @@ __all__ = [
     "VERSIONS",
     "BenchmarkVersion",
     "BootstrapResult",
+    "CampaignCost",
+    "CostOptions",
+    "PairResult",
+    "ScoreRequest",
+    "Scored",
     "ReadIssues",
     "RulesetReport",
     "ScoreResult",
@@ -70,6 +80,11 @@ __all__ = [
     "WorkloadTarget",
     "apply_rules",
     "bootstrap",
+    "campaign_cost",
+    "compare_pair",
+    "holm",
+    "rank_probabilities",
+    "score_sources",
     "build_table",
     "choose_version",
     "discover",

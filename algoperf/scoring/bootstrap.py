@@ -19,6 +19,12 @@ replicate scores; ``flips[a, b]`` is the fraction of replicates in which a and b
 ordered the other way round than by their point scores (a tie counts one half; for
 point scores that tie, it is P(they differ in the other direction) + P(tie)/2).
 
+Rank probabilities come from the same replicates: in replicate b submission s ranks
+r_b(s) = 1 + #{s' : score_b(s') > score_b(s)} (a tie shares the better rank, so two
+submissions tied on top both rank first); ``p_first[s]`` = mean_b [r_b(s) = 1] and the
+rank interval is the percentile interval of r_b(s) at the same confidence (lower
+bound: the smallest rank r with P(rank <= r) >= alpha; upper: with >= 1 - alpha).
+
 Everything is numpy over a (replicates, submissions, workloads, studies[, trials])
 array, so 1000 replicates of a leaderboard take milliseconds.
 """
@@ -60,6 +66,8 @@ class BootstrapResult:
     level: str
     speedup_samples: np.ndarray | None = None  # (B, S)
     speedup_interval: np.ndarray | None = None  # (S, 2)
+    p_first: np.ndarray | None = None  # (S,) share of replicates ranking it first
+    rank_interval: np.ndarray | None = None  # (S, 2) int ranks [lo, hi]
 
 
 def _draw(rng: np.random.Generator, counts: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
@@ -111,7 +119,7 @@ def bootstrap(
     table, options = result.table, result.options
     rng = np.random.default_rng(seed)
     raw = resample_workload_times(table, n, rng, level)  # (B, S, W)
-    samples = _scores(raw, table, options)
+    samples = replicate_scores(raw, table, options)
     alpha = (1.0 - confidence) / 2.0
     interval = np.quantile(samples, [alpha, 1.0 - alpha], axis=0).T
     out = BootstrapResult(
@@ -123,6 +131,7 @@ def bootstrap(
         seed=seed,
         level=level,
     )
+    out.p_first, out.rank_interval = rank_probabilities(samples, confidence)
     if result.baseline is not None:
         b = baseline_index(table, result.baseline)
         sp = speedups(raw[..., : table.n_base], table.budgets[: table.n_base], b)
@@ -131,7 +140,8 @@ def bootstrap(
     return out
 
 
-def _scores(raw: np.ndarray, table: TimeTable, options: ScoringOptions) -> np.ndarray:
+def replicate_scores(raw: np.ndarray, table: TimeTable, options: ScoringOptions) -> np.ndarray:
+    """(..., S, W) raw median times -> (..., S) scores under the options' rules."""
     times = apply_rules(raw, table.n_base, table.pairs, options.heldout_rule == "v0.5")
     ratios = performance_ratios(times)  # type: ignore[arg-type]
     if options.area == "exact":
@@ -154,3 +164,20 @@ def order_flips(point: np.ndarray, samples: np.ndarray) -> np.ndarray:
             tie = np.mean(samples[:, hi] == samples[:, lo])
             flips[a, b] = flips[b, a] = below + 0.5 * tie
     return flips
+
+
+def replicate_ranks(samples: np.ndarray) -> np.ndarray:
+    """(B, S) scores -> (B, S) ranks 1 + #{better}: a tie shares the better rank."""
+    return 1 + np.sum(samples[:, None, :] > samples[:, :, None], axis=-1)
+
+
+def rank_probabilities(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(P(rank 1st), rank interval) of each submission over bootstrap replicates.
+
+    See the module docstring; the interval bounds are ranks that occur in the replicates.
+    """
+    ranks = replicate_ranks(samples)
+    alpha = (1.0 - confidence) / 2.0
+    p_first = np.mean(ranks == 1, axis=0)
+    interval = np.quantile(ranks, [alpha, 1.0 - alpha], axis=0, method="inverted_cdf").T
+    return p_first, interval.astype(int)

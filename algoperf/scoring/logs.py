@@ -22,8 +22,6 @@ Another source only has to produce the same records, as MLflow's does
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -34,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from algoperf.runner.trial_log import EVAL_FILE, parse_eval_csv
 from algoperf.scoring.errors import ScoringError
 from algoperf.scoring.tree import ReadIssues, TrialFolder, discover_trials
 
-MEASUREMENTS_FILE = "eval_measurements.csv"
+MEASUREMENTS_FILE = EVAL_FILE
 TIME_COLUMN = "accumulated_submission_time"
 _META = re.compile(r"meta_data_(\d+)\.json")
 # Trial folders of a submission folder probed for a recorded submission name: our trials
@@ -95,26 +94,20 @@ def _floats(values: list[str]) -> np.ndarray:
 
 def _parse(text: str) -> tuple[dict[str, np.ndarray], str | None]:
     """(columns, the kind of problem or None) of an eval_measurements.csv text."""
-    if '"' in text:
-        rows = list(csv.reader(io.StringIO(text)))
-    else:
-        rows = [line.split(",") for line in text.splitlines() if line]
-    rows = [r for r in rows if r]
-    if len(rows) < 2:
-        return {}, EMPTY_CSV
-    header, body = rows[0], rows[1:]
-    problem = None
-    if len(body[-1]) != len(header):
-        body, problem = body[:-1], TRUNCATED_CSV
-    if any(len(r) != len(header) for r in body):
+    table = parse_eval_csv(text)
+    if not table.rows and not table.truncated and not table.malformed:
+        return {}, EMPTY_CSV  # no file, or a header without evals
+    if table.malformed:
         return {}, MALFORMED_CSV
+    problem = TRUNCATED_CSV if table.truncated else None
+    header = table.header
     time_name = TIME_COLUMN if TIME_COLUMN in header else "score" if "score" in header else None
     if time_name is None:
         return {}, NO_TIME_COLUMN
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(header):
         if name == time_name or name == "global_step" or name.startswith("validation/"):
-            column = _floats([r[i] for r in body])
+            column = _floats([r[i] for r in table.rows])
             column.setflags(write=False)  # shared through the cache
             out[TIME_COLUMN if name == time_name else name] = column
     return out, problem

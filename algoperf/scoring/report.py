@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from algoperf.scoring.bootstrap import BootstrapResult
-from algoperf.scoring.profile import TAU_MAX, ScoreResult, profile_steps, study_times
+from algoperf.scoring.cost import CampaignCost
+from algoperf.scoring.profile import ScoreResult
 
 RULESET_TITLES = {"external": "external tuning", "self": "self-tuning"}
 #: Column headers of the terminal table for AlgoPerf's long workload names.
@@ -46,6 +45,7 @@ class RulesetReport:
     warnings: list[str] = field(default_factory=list)
     benchmark_version: str | None = None
     version_reason: str | None = None  # why that version (inferred from what)
+    cost: CampaignCost | None = None  # compute cost of the trials scored
 
     @property
     def ruleset(self) -> str:
@@ -74,6 +74,12 @@ def format_time(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def format_hours(device_s: float) -> str:
+    """Device-seconds as device-hours: ``0.0123``, ``12.3``, ``9,170``."""
+    h = device_s / 3600
+    return f"{h:,.0f}" if h >= 100 else f"{h:.3g}"
+
+
 def _num(x: float) -> float | None:
     """A JSON number, None for inf/NaN."""
     x = float(x)
@@ -95,6 +101,10 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
             "rank": rank_of[i],
             "score": float(res.score[i]),
             "interval": None if boot is None else [float(v) for v in boot.interval[i]],
+            "p_rank_1": None if boot is None or boot.p_first is None else float(boot.p_first[i]),
+            "rank_interval": None
+            if boot is None or boot.rank_interval is None
+            else [int(v) for v in boot.rank_interval[i]],
             "score_exact": float(res.score_exact[i]),
             "score_trapezoid": float(res.score_trapezoid[i]),
             "times": {w: _num(res.times[i, j]) for j, w in enumerate(workloads)},
@@ -109,6 +119,8 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
                 if boot is None or boot.speedup_interval is None
                 else [float(v) for v in boot.speedup_interval[i]]
             )
+        if report.cost is not None:
+            entry["cost"] = _cost_entry(report.cost, res.submissions[i], workloads)
         subs.append(entry)
     flips = []
     if boot is not None:
@@ -145,9 +157,37 @@ def report_to_dict(report: RulesetReport) -> dict[str, Any]:
             "confidence": boot.confidence,
         },
         "submissions": subs,
+        "cost_total": None
+        if report.cost is None
+        else {"device_s": report.cost.total_device_s, "device_h": report.cost.total_device_s / 3600,
+              "usd": report.cost.total_usd, "notes": list(report.cost.notes)},
         "order_flips": flips,
         "warnings": list(report.warnings),
     }
+
+
+def _cost_entry(cost: CampaignCost, sub: str, workloads: Sequence[str]) -> dict[str, Any]:
+    """Device-seconds of one submission: split, in total, per workload, to target."""
+    row = cost.sums("submission").get((sub,), {})
+    per_w = cost.sums("workload")
+    return {
+        "train_device_s": row.get("train"),
+        "eval_device_s": row.get("eval"),
+        "overhead_device_s": row.get("overhead"),
+        "device_s": row.get("total"),
+        "device_h": None if not row else row["total"] / 3600,
+        "usd": _num(row["usd"]) if row and cost.options.prices else None,
+        "workloads": {w: per_w.get((sub, w), {}).get("total") for w in workloads},
+        "to_target_device_s": {w: cost.to_target.get((sub, w)) for w in workloads},
+    }
+
+
+def rank_text(boot: BootstrapResult | None, i: int) -> tuple[str, str]:
+    """(P(1st), rank interval) cells of submission ``i``: ``"0.62"``, ``"1-3"``."""
+    if boot is None or boot.p_first is None or boot.rank_interval is None:
+        return "-", "-"
+    lo, hi = boot.rank_interval[i]
+    return f"{boot.p_first[i]:.2f}", f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def reports_to_json(reports: Sequence[RulesetReport]) -> str:
@@ -158,8 +198,8 @@ def reports_to_json(reports: Sequence[RulesetReport]) -> str:
 # --- terminal ------------------------------------------------------------------------------
 
 
-def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
-    """Print the score table (and, with a bootstrap, the order-flip matrix)."""
+def score_table_view(report: RulesetReport, digits: int = 4) -> Table:
+    """The score table of one ruleset as a rich :class:`Table` (what ``render`` prints)."""
     res, boot = report.result, report.boot
     opts = res.options
     title = (
@@ -175,6 +215,11 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
     table.add_column("submission", no_wrap=True)
     ci = f" [{boot.confidence:.0%} CI]" if boot is not None else ""
     table.add_column("score" + ci, justify="right", no_wrap=True)
+    if boot is not None:
+        table.add_column("P(1st)", justify="right", no_wrap=True)
+        table.add_column("rank" + ci, justify="right", no_wrap=True)
+    if report.cost is not None:
+        table.add_column("device-h", justify="right", no_wrap=True)
     if res.speedup is not None:
         table.add_column(f"speedup vs {res.baseline}", justify="right", no_wrap=True)
     for w in res.workloads:
@@ -185,6 +230,11 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
             res.submissions[i],
             format_score(res.score[i], None if boot is None else boot.interval[i], digits),
         ]
+        if boot is not None:
+            cells += list(rank_text(boot, i))
+        if report.cost is not None:
+            total = report.cost.sums("submission").get((res.submissions[i],), {}).get("total", 0.0)
+            cells.append(format_hours(total))
         if res.speedup is not None:
             sp = f"{res.speedup[i]:.3f}"
             if boot is not None and boot.speedup_interval is not None:
@@ -207,10 +257,27 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
         "held-out: its held-out variant missed"
     )
     if boot is not None:
-        caption += f"; CI: {boot.n} bootstrap replicates resampling {boot.level} (seed {boot.seed})"
+        caption += (
+            f"; CI: {boot.n} bootstrap replicates resampling {boot.level} (seed {boot.seed}); "
+            "P(1st): share of replicates ranking it first"
+        )
+    if report.cost is not None:
+        caption += "; device-h: devices x wall time of all its trials (training, eval, overhead)"
+        if report.cost.total_usd is not None:
+            caption += f"; campaign total {format_hours(report.cost.total_device_s)} device-h = USD {report.cost.total_usd:.2f}"
+        else:
+            caption += f"; campaign total {format_hours(report.cost.total_device_s)} device-h"
+        if report.cost.notes:
+            caption += "; " + "; ".join(report.cost.notes)
     table.caption = caption
     table.caption_justify = "left"
-    console.print(table)
+    return table
+
+
+def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
+    """Print the score table (and, with a bootstrap, the order-flip matrix)."""
+    console.print(score_table_view(report, digits))
+    res, boot = report.result, report.boot
     if boot is not None and len(res.submissions) > 1:
         order = res.ranking()
         console.print(
@@ -226,160 +293,3 @@ def render(report: RulesetReport, console: Console, digits: int = 4) -> None:
                 *("" if a == b else f"{boot.flips[a, b]:.2f}" for b in order),
             )
         console.print(flips)
-
-
-# --- files ---------------------------------------------------------------------------------
-
-
-def write_csvs(reports: Sequence[RulesetReport], out: Path) -> list[Path]:
-    """scores.csv, times.csv, study_times.csv and order_flips.csv in ``out``."""
-    paths = [out / n for n in ("scores.csv", "times.csv", "study_times.csv", "order_flips.csv")]
-    with (
-        paths[0].open("w", newline="") as f_scores,
-        paths[1].open("w", newline="") as f_times,
-        paths[2].open("w", newline="") as f_studies,
-        paths[3].open("w", newline="") as f_flips,
-    ):
-        scores = csv.writer(f_scores)
-        scores.writerow(
-            [
-                "ruleset",
-                "rank",
-                "submission",
-                "score",
-                "lo",
-                "hi",
-                "score_exact",
-                "score_trapezoid",
-                "speedup",
-                "speedup_lo",
-                "speedup_hi",
-            ]
-        )
-        times = csv.writer(f_times)
-        times.writerow(
-            [
-                "ruleset",
-                "submission",
-                "workload",
-                "time_to_target",
-                "median_time",
-                "status",
-                "ratio",
-                "studies",
-            ]
-        )
-        studies = csv.writer(f_studies)
-        studies.writerow(["ruleset", "submission", "workload", "study", "fastest_trial_time"])
-        flips = csv.writer(f_flips)
-        flips.writerow(["ruleset", "a", "b", "p_flip"])
-        for rep in reports:
-            d = report_to_dict(rep)
-            res = rep.result
-            for sub in d["submissions"]:
-                lo, hi = sub["interval"] or (None, None)
-                slo, shi = sub.get("speedup_interval") or (None, None)
-                scores.writerow(
-                    [
-                        rep.ruleset,
-                        sub["rank"],
-                        sub["name"],
-                        sub["score"],
-                        lo,
-                        hi,
-                        sub["score_exact"],
-                        sub["score_trapezoid"],
-                        sub.get("speedup"),
-                        slo,
-                        shi,
-                    ]
-                )
-            st = study_times(res.table.trial_times, res.table.choice_keys())
-            for i, name in enumerate(res.submissions):
-                for j, w in enumerate(res.workloads):
-                    times.writerow(
-                        [
-                            rep.ruleset,
-                            name,
-                            w,
-                            _num(res.times[i, j]),
-                            _num(res.raw_times[i, j]),
-                            res.status[i, j],
-                            _num(res.ratios[i, j]),
-                            len(res.table.study_ids[i][j]),
-                        ]
-                    )
-                for j, w in enumerate(res.table.workloads):
-                    for k, study in enumerate(res.table.study_ids[i][j]):
-                        studies.writerow([rep.ruleset, name, w, study, _num(st[i, j, k])])
-            for flip in d["order_flips"]:
-                flips.writerow([rep.ruleset, flip["a"], flip["b"], flip["p_flip"]])
-    return paths
-
-
-def plot_profiles(report: RulesetReport, stem: Path, digits: int = 4) -> list[Path]:
-    """Performance-profile step plot as ``<stem>.png`` and ``<stem>.svg``."""
-    from matplotlib.figure import Figure  # Agg canvas; no pyplot state, no display needed
-
-    res, boot = report.result, report.boot
-    fig = Figure(figsize=(8.0, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    styles = ["-", "--", "-.", ":"]
-    colors = [
-        "#0072B2",
-        "#D55E00",
-        "#009E73",
-        "#CC79A7",
-        "#E69F00",
-        "#56B4E9",
-        "#000000",
-        "#F0E442",
-    ]
-    for n, i in enumerate(res.ranking()):
-        taus, rho = profile_steps(res.ratios[i])
-        label = f"{res.submissions[i]}  " + format_score(
-            res.score[i], None if boot is None else boot.interval[i], min(digits, 3)
-        )
-        ax.step(
-            taus,
-            rho,
-            where="post",
-            label=label,
-            linewidth=1.8,
-            linestyle=styles[(n // len(colors)) % len(styles)],
-            color=colors[n % len(colors)],
-        )
-    ax.set_xlim(1.0, TAU_MAX)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(r"performance ratio $\tau$ (time to target / fastest submission's)")
-    ax.set_ylabel(r"fraction of base workloads $\rho_s(\tau)$")
-    ax.set_title(
-        f"Performance profiles, {RULESET_TITLES[report.ruleset]} ({len(res.workloads)} workloads)",
-        fontsize="medium",
-    )
-    ax.grid(True, alpha=0.3, linewidth=0.6)
-    ax.legend(
-        title="submission  score" + (f" [{boot.confidence:.0%} CI]" if boot else ""),
-        fontsize="small",
-        title_fontsize="small",
-        loc="center left",
-        bbox_to_anchor=(1.01, 0.5),
-        frameon=False,
-    )
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
-    return paths
-
-
-def write_outputs(reports: Sequence[RulesetReport], out: str | Path, digits: int = 4) -> list[Path]:
-    """CSV, JSON and plots of every ruleset into folder ``out`` (created if needed)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = write_csvs(reports, out)
-    json_path = out / "scores.json"
-    json_path.write_text(reports_to_json(reports) + "\n")
-    paths.append(json_path)
-    for rep in reports:
-        paths += plot_profiles(rep, out / f"performance_profile_{rep.ruleset}", digits)
-    return paths

@@ -44,7 +44,7 @@ class Recorder:
         return runs[0] if runs else None
 
     def _artifact(self, run: Any, name: str, text: str) -> None:
-        from algoperf.tracking.store import log_files
+        from algoperf.tracking.artifacts import log_files
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
@@ -109,6 +109,6 @@ class Recorder:
             path = Path(tmp) / "fitness_over_time.png"
             fig.savefig(path, dpi=80, bbox_inches="tight")
             plt.close(fig)
-            from algoperf.tracking.store import log_files
+            from algoperf.tracking.artifacts import log_files
 
             log_files(self.client, self.uri, self.search_run, [(path, None)])

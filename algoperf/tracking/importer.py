@@ -1,6 +1,6 @@
 """``algoperf mlflow import``: AlgoPerf-format trial folders into MLflow runs.
 
-Reads the layouts the scoring reader knows (:func:`algoperf.scoring.logs.discover`):
+Reads the layouts the scoring reader knows (:func:`algoperf.scoring.tree.discover_trials`):
 AlgoPerf's ``<submission>/study_<k>/<workload>_<framework>/trial_<n>/`` and our
 ``<experiment>/[study_<k>/]<workload>_jax/trial_<n>/``, so other people's published
 logs come in as well as ours. Each submission (or our experiment) folder becomes an
@@ -14,21 +14,22 @@ trial whose live logging stopped halfway (server down), leaves one value per ste
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from algoperf.tracking import store
+from algoperf.runner.trial_log import EVAL_FILE, SUBMISSION_METRICS_FILE, read_evals
+from algoperf.scoring.errors import ScoringError
+from algoperf.scoring.logs import infer_ruleset
+from algoperf.scoring.tree import TrialFolder, discover_trials
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, is_http
 
-EVAL_FILE = "eval_measurements.csv"
-SUBMISSION_METRICS_FILE = "submission_metrics.jsonl"
 _META = re.compile(r"meta_data_(\d+)\.json")
 
 
@@ -42,28 +43,6 @@ class ImportReport:
     metrics_logged: int = 0
     metrics_present: int = 0  # already in MLflow, skipped
     warnings: list[str] = field(default_factory=list)
-
-
-def read_rows(path: Path) -> list[dict[str, float]]:
-    """The rows of an eval_measurements.csv as {column: float}; text cells and a
-    truncated last row (a run killed while writing) are dropped."""
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return []
-    header, body = rows[0], rows[1:]
-    if body and len(body[-1]) != len(header):
-        body = body[:-1]
-    out = []
-    for raw in body:
-        row = {}
-        for name, cell in zip(header, raw, strict=False):
-            try:
-                row[name] = float(cell)
-            except ValueError:
-                continue
-        out.append(row)
-    return out
 
 
 def _read_json(path: Path, warnings: list[str]) -> Any:
@@ -95,29 +74,23 @@ def _submission_metrics(path: Path, ts: int) -> list[Any]:
     return out
 
 
-@dataclass
-class _Trial:
-    experiment: str
-    submission: str
-    study: int
-    workload: str
-    framework: str
-    trial: int
-    path: Path
-    ruleset: str
+@dataclass(frozen=True)
+class _Trial(TrialFolder):
+    """A trial folder and where it goes in MLflow."""
+
+    experiment: str = ""
+    ruleset: str = "external"
 
 
 def _trials(root: Path, experiment: str | None, ruleset: str | None) -> list[_Trial]:
-    from algoperf.scoring.errors import ScoringError
-    from algoperf.scoring.logs import discover, infer_ruleset
-
     try:
-        found = discover(root)
+        found = discover_trials(root)
     except ScoringError as e:
         raise TrackingError(str(e)) from None
     default_ruleset = ruleset or infer_ruleset(root) or "external"
     return [
-        _Trial(experiment or t.submission, t.submission, t.study, t.workload, t.framework, t.trial, t.path, default_ruleset)
+        _Trial(**{f.name: getattr(t, f.name) for f in fields(t)},
+               experiment=experiment or t.submission, ruleset=default_ruleset)
         for t in found
     ]
 
@@ -186,7 +159,7 @@ def _prepare(trial: _Trial, warnings: list[str]) -> dict[str, Any]:
     hparams = _read_json(folder / "hparams.json", warnings) if (folder / "hparams.json").is_file() else None
     result = _read_json(folder / "trial_result.json", warnings) if (folder / "trial_result.json").is_file() else None
     eval_file = folder / EVAL_FILE
-    rows = read_rows(eval_file) if eval_file.is_file() else []
+    rows = read_evals(eval_file) if eval_file.is_file() else []
     if not eval_file.is_file():
         warnings.append(f"{folder}: no {EVAL_FILE} (the trial died before its first eval)")
     ours = "submission_hash" in meta  # written by algoperf.runner.trial
@@ -245,8 +218,8 @@ def _import_trial(client: Any, tracking_uri: str, experiment_id: str, parent_id:
         steps = store.logged_steps(client, run)
     fresh = store.unlogged(metrics, steps)
     store.log_batches(client, run.info.run_id, metrics=fresh, params=store.new_params(run, info["hparams"]), tags=tags)
-    files = store.trial_files(trial.path) + store.submission_files(meta.get("submission_path"))
-    store.log_files(client, tracking_uri, run, files)
+    files = artifacts.trial_files(trial.path) + artifacts.submission_files(meta.get("submission_path"))
+    artifacts.log_files(client, tracking_uri, run, files)
     if result is not None:
         final = store.run_status(status)
     else:  # ours without a result: the trial was killed (or still runs); theirs: complete

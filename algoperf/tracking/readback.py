@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from algoperf.scoring.logs import TrialLog
 from algoperf.tracking import store
 from algoperf.tracking.uri import TrackingError, display_uri
 
@@ -32,8 +33,6 @@ def _history(client: Any, run_id: str, key: str) -> dict[int, float]:
 
 
 def _record(client: Any, run: Any, experiment_name: str) -> Any:
-    from algoperf.scoring.logs import TrialLog
-
     tags, run_id = run.data.tags, run.info.run_id
     time_key = TIME_KEY if TIME_KEY in run.data.metrics else "score" if "score" in run.data.metrics else None
     times = _history(client, run_id, time_key) if time_key else {}

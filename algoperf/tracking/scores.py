@@ -9,11 +9,15 @@ go back onto that experiment so the dashboard shows them beside the trials:
     ``score_hi/<submission>`` (the bootstrap interval), ``score_exact/<submission>``,
     ``score_trapezoid/<submission>``, ``rank/<submission>``, ``speedup/<submission>``
     (with a baseline) and ``time_to_target/<submission>/<workload>`` where that time
-    counts (finite after the 4x and held-out rules);
+    counts (finite after the 4x and held-out rules); with a bootstrap the rank
+    probabilities ``p_rank_1/<submission>``, ``rank_lo/<submission>`` and
+    ``rank_hi/<submission>``; the compute cost ``device_hours/<submission>``,
+    ``device_hours_total`` and, with prices, ``cost_usd/<submission>`` and
+    ``cost_usd_total``;
   - params: the scoring options (area, held-out rule, bootstrap replicates, seed,
     confidence, ...), the targets and every source scored together;
   - artifacts: scores.csv, times.csv, study_times.csv, order_flips.csv, scores.json and
-    the performance-profile PNG and SVG (:func:`algoperf.scoring.report.write_outputs`);
+    cost.csv and the performance-profile PNG and SVG (:func:`algoperf.scoring.files.write_outputs`);
   - the score table as the run's description (``mlflow.note.content``);
 * on each study run of a scored submission: tags ``algoperf.score`` (``0.78 [0.71,
   0.83]``, the submission's score, which all its studies share) and
@@ -36,13 +40,19 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from algoperf.tracking import store
+from algoperf.scoring.files import write_outputs
+from algoperf.scoring.report import (
+    RULESET_TITLES,
+    RulesetReport,
+    format_hours,
+    format_score,
+    format_time,
+    rank_text,
+)
+from algoperf.tracking import artifacts, store
 from algoperf.tracking.uri import TrackingError, display_uri, is_http, sqlite_path
-
-if TYPE_CHECKING:  # scoring (numpy, rich) is imported when scores are logged
-    from algoperf.scoring.report import RulesetReport
 
 SCORE_KIND = "score"
 SCORE_TAG = "algoperf.score"
@@ -118,11 +128,31 @@ def score_metrics(report: RulesetReport) -> dict[str, float]:
         if boot is not None:
             out[_key("score_lo", sub)] = float(boot.interval[i][0])
             out[_key("score_hi", sub)] = float(boot.interval[i][1])
+            if boot.p_first is not None and boot.rank_interval is not None:
+                out[_key("p_rank_1", sub)] = float(boot.p_first[i])
+                out[_key("rank_lo", sub)] = float(boot.rank_interval[i][0])
+                out[_key("rank_hi", sub)] = float(boot.rank_interval[i][1])
         if res.speedup is not None:
             out[_key("speedup", sub)] = _finite(res.speedup[i])
         for j, workload in enumerate(res.workloads):
             out[_key("time_to_target", sub, workload)] = _finite(res.times[i, j])
+    if report.cost is not None:
+        out.update(_cost_metrics(report))
     return {k: v for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def _cost_metrics(report: RulesetReport) -> dict[str, float | None]:
+    cost = report.cost
+    assert cost is not None
+    out: dict[str, float | None] = {"device_hours_total": cost.total_device_s / 3600}
+    priced = cost.total_usd is not None
+    if priced:
+        out["cost_usd_total"] = cost.total_usd
+    for (sub,), row in cost.sums("submission").items():
+        out[_key("device_hours", sub)] = row["total"] / 3600
+        if priced:
+            out[_key("cost_usd", sub)] = row["usd"]
+    return out
 
 
 def score_params(
@@ -152,10 +182,14 @@ def score_params(
 
 def score_note(report: RulesetReport, digits: int = 4) -> str:
     """The score table in Markdown, shown as the score run's description."""
-    from algoperf.scoring.report import RULESET_TITLES, format_score, format_time
-
     res, boot = report.result, report.boot
-    head = ["#", "submission", "score" + (f" [{boot.confidence:.0%} CI]" if boot else "")]
+
+    ci = f" [{boot.confidence:.0%} CI]" if boot else ""
+    head = ["#", "submission", "score" + ci]
+    if boot is not None:
+        head += ["P(1st)", "rank" + ci]
+    if report.cost is not None:
+        head.append("device-h")
     head += list(res.workloads)
     lines = [
         f"**AlgoPerf scores, {RULESET_TITLES[report.ruleset]}** ({res.options.area} area, "
@@ -172,6 +206,11 @@ def score_note(report: RulesetReport, digits: int = 4) -> str:
             res.submissions[i],
             format_score(res.score[i], None if boot is None else boot.interval[i], digits),
         ]
+        if boot is not None:
+            cells += list(rank_text(boot, i))
+        if report.cost is not None:
+            row = report.cost.sums("submission").get((res.submissions[i],), {})
+            cells.append(format_hours(row.get("total", 0.0)))
         for j in range(len(res.workloads)):
             status = str(res.status[i, j])
             cells.append(format_time(res.times[i, j]) if status == "ok" else status)
@@ -195,8 +234,6 @@ def log_scores(
     since the scores of a profile depend on every submission in it. Replaces an earlier
     score run of the same experiment and ruleset; see the module docstring.
     """
-    from algoperf.scoring.report import RULESET_TITLES, format_score, write_outputs
-
     client = store.client_for(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
@@ -222,7 +259,7 @@ def log_scores(
         )
         with tempfile.TemporaryDirectory(prefix="algoperf-score-") as tmp:
             paths = write_outputs([report], Path(tmp), digits)
-            store.log_files(client, tracking_uri, run, [(p, None) for p in paths])
+            artifacts.log_files(client, tracking_uri, run, [(p, None) for p in paths])
         client.set_terminated(run_id, status="FINISHED")
     except BaseException:
         # A half-written score run would pass for a result: mark it, the next scoring

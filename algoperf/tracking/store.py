@@ -20,14 +20,12 @@ import logging
 import math
 import os
 import posixpath
-import shutil
 import time
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from algoperf.tracking.uri import TrackingError, display_uri, is_http, local_artifacts_dir
+from algoperf.tracking.uri import TrackingError, display_uri, local_artifacts_dir
 
 if TYPE_CHECKING:  # mlflow is imported lazily: `algoperf --help` must stay instant
     from mlflow import MlflowClient
@@ -344,42 +342,6 @@ def unlogged(metrics: Iterable[Metric], steps: dict[str, set[int]]) -> list[Metr
     return out
 
 
-def _local_path_of(tracking_uri: str, artifact_uri: str) -> Path | None:
-    """Where a run's artifacts live on this machine, when this process writes them itself.
-
-    Plain paths and ``file:`` URIs map to themselves. ``mlflow-artifacts:/<path>`` (an
-    experiment created through a server we started over this SQLite store) maps to
-    ``<db folder>/mlartifacts/<path>``, the folder that server stores them in.
-    """
-    parsed = urllib.parse.urlparse(artifact_uri)
-    if parsed.scheme in ("", "file"):
-        return Path(urllib.parse.unquote(parsed.path))
-    if parsed.scheme == "mlflow-artifacts":
-        root = local_artifacts_dir(tracking_uri)
-        if root is not None:
-            return root / urllib.parse.unquote(parsed.path).lstrip("/")
-    return None
-
-
-def log_files(client: MlflowClient, tracking_uri: str, run: Run, files: Iterable[tuple[Path, str | None]]) -> int:
-    """Store ``(local file, artifact folder or None)`` pairs as artifacts of ``run``.
-
-    Through a server: MLflow uploads them. Writing the store directly: copied into the
-    run's artifact folder (MLflow cannot resolve ``mlflow-artifacts:`` without a server).
-    Returns the number of files stored; missing files are skipped.
-    """
-    files = [(Path(f), d) for f, d in files if Path(f).is_file()]
-    local = None if is_http(tracking_uri) else _local_path_of(tracking_uri, run.info.artifact_uri)
-    for path, folder in files:
-        if local is not None:
-            target = local / folder if folder else local
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target / path.name)
-        else:
-            client.log_artifact(run.info.run_id, str(path), folder)
-    return len(files)
-
-
 def finite_or_none(value: Any) -> float | None:
     try:
         value = float(value)
@@ -396,45 +358,3 @@ def update_study_run(client: Any, parent_id: str, workload: str, time_to_target:
         if best is None or time_to_target < best:
             client.log_batch(parent_id, metrics=make_metrics({key: time_to_target}, 0, now_ms()))
     client.set_terminated(parent_id, status="FINISHED")
-
-
-# Files of a trial folder stored as artifacts (checkpoints are not: they are large and
-# only serve resume).
-TRIAL_FILE_PATTERNS = ("eval_measurements.csv", "hparams.json", "meta_data_*.json", "flags_*.json", "submission_metrics.jsonl", "trial_result.json", "traceback.txt")
-SUBMISSION_FILE_SUFFIXES = (".py", ".json", ".md", ".txt", ".yaml", ".yml")
-MAX_SUBMISSION_FILES = 50
-MAX_SUBMISSION_BYTES = 5_000_000
-
-
-def trial_files(trial_dir: str | Path) -> list[tuple[Path, str | None]]:
-    """The trial folder's log files, as (path, artifact folder) pairs (at the root)."""
-    folder = Path(trial_dir)
-    found: dict[Path, None] = {}
-    for pattern in TRIAL_FILE_PATTERNS:
-        for path in sorted(folder.glob(pattern)):
-            found[path] = None
-    return [(p, None) for p in found]
-
-
-def submission_files(submission_path: str | Path | None) -> list[tuple[Path, str | None]]:
-    """A snapshot of a submission's source, under the artifact folder ``submission``.
-
-    A ``<folder>/submission.py`` brings the folder's other small text files (search
-    space, README, helper modules); a single-file submission is just that file.
-    """
-    if not submission_path:
-        return []
-    path = Path(submission_path)
-    if not path.is_file():
-        return []
-    files = [path]
-    if path.name == "submission.py":
-        siblings = sorted(p for p in path.parent.iterdir() if p.is_file() and p != path and p.suffix in SUBMISSION_FILE_SUFFIXES)
-        files += siblings[: MAX_SUBMISSION_FILES - 1]
-    out, total = [], 0
-    for f in files:
-        total += f.stat().st_size
-        if total > MAX_SUBMISSION_BYTES:
-            break
-        out.append((f, "submission"))
-    return out

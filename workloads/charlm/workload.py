@@ -13,38 +13,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from algoperf import jax_sharding_utils, spec
 from algoperf.array_workload import ArrayWorkload
+from algoperf.losses import token_cross_entropy
 
 from . import input_pipeline
 from .model import CharTransformer
-
-
-def token_cross_entropy(
-    labels: jax.Array,
-    logits: jax.Array,
-    mask: jax.Array | None = None,
-    label_smoothing: float = 0.0,
-) -> dict[str, jax.Array]:
-    """Per-token cross-entropy of (B, L) int labels against (B, L, V) logits.
-
-    With smoothing eps the target is (1 - eps) onehot + eps / V. ``mask`` is (B,) per row
-    or (B, L) per token; 'n_valid_examples' counts the valid tokens, 'per_example' is (B, L).
-    """
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    per_token = optax.softmax_cross_entropy(logits, targets)
-    weights = jnp.ones_like(per_token)
-    if mask is not None:
-        mask = mask.astype(per_token.dtype)
-        weights = weights * (mask[:, None] if mask.ndim == 1 else mask)
-    per_token = per_token * weights
-    return {
-        "summed": jnp.sum(per_token),
-        "n_valid_examples": jnp.sum(weights),
-        "per_example": per_token,
-    }
 
 
 class CharlmWorkload(ArrayWorkload):

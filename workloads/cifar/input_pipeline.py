@@ -25,6 +25,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils
 from algoperf.data import tfrecord
+from algoperf.data.seeds import seed_from_rng
 from algoperf.spec import DataNotFoundError
 
 MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -125,13 +126,6 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _seed(rng: Any) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = np.asarray(jax.random.key_data(rng) if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
-    return int(np.uint32(data.ravel()[-1]))
-
-
 def host_batches(split: Split, kind: str, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
     """Endless batches. kind 'train': shuffled + augmented, full batches; 'eval_train':
     shuffled, not augmented; 'eval': in order, each epoch's last batch zero-padded with
@@ -173,7 +167,7 @@ def build_input_queue(
     kind = split if split in ("train", "eval_train") else "eval"
     arrays = splits["train" if split == "eval_train" else split]
     sharding = jax_sharding_utils.get_batch_dim_sharding()
-    for i, batch in enumerate(host_batches(arrays, kind, global_batch_size, _seed(data_rng))):
+    for i, batch in enumerate(host_batches(arrays, kind, global_batch_size, seed_from_rng(data_rng))):
         if num_batches is not None and i >= num_batches:
             return
         yield jax.device_put(batch, sharding)

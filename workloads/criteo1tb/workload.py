@@ -17,16 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, losses, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch
 
 from . import input_pipeline
 from .model import NUM_DENSE, NUM_SPARSE, DLRMResNet, DlrmSmall
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.asarray(data).ravel()[0])
 
 
 class Criteo1TbDlrmSmallWorkload(spec.Workload):
@@ -143,7 +138,7 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
         batches = input_pipeline.batches(
             files,
             global_batch_size,
-            shuffle_seed=_seed(data_rng) if train_like else None,
+            shuffle_seed=seed_from_rng(data_rng) if train_like else None,
             repeat=split == "train" or bool(repeat_final_dataset),
             drop_remainder=split == "train",
         )
@@ -187,9 +182,9 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
             it = self._eval_iters[split]
         else:
             it = self._build_input_queue(rng, split, data_dir, global_batch_size, num_batches=num_batches)
-        pending = [self._eval_step(params, batch) for _, batch in zip(range(num_batches), it, strict=False)]
-        total = float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
-        return {"loss": total / num_examples}
+        batches = (batch for _, batch in zip(range(num_batches), it, strict=False))
+        losses = dispatch_then_fetch(lambda b: self._eval_step(params, b), batches)
+        return {"loss": float(np.sum(np.asarray(losses, np.float64))) / num_examples}
 
 
 class Criteo1TbDlrmSmallLayerNormWorkload(Criteo1TbDlrmSmallWorkload):

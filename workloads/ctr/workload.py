@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -53,22 +52,6 @@ class CtrWorkload(ArrayWorkload):
 
     def load_split(self, split: str, data_dir: str | None) -> dict:
         return input_pipeline.load(data_dir)[split]
-
-    def _build_input_queue(
-        self,
-        data_rng: spec.RandomState,
-        split: str,
-        data_dir: str | None,
-        global_batch_size: int,
-        cache: bool | None = None,
-        repeat_final_dataset: bool | None = None,
-        num_batches: int | None = None,
-    ) -> Iterator[dict[str, jax.Array]]:
-        # Load (or generate) the arrays now, in the untimed setup, not at the first batch.
-        self.split_arrays(split, data_dir)
-        return super()._build_input_queue(
-            data_rng, split, data_dir, global_batch_size, cache, repeat_final_dataset, num_batches
-        )
 
     def is_output_params(self, param_key: spec.ParameterKey) -> bool:
         return param_key == "output"

@@ -18,16 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch, summed
 
 from . import input_pipeline, metrics
 from .model import UNet, leaky_relu
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.uint32(np.asarray(data).ravel()[0]))
 
 
 class FastMriWorkload(spec.Workload):
@@ -123,7 +118,7 @@ class FastMriWorkload(spec.Workload):
 
     def _host_batches(self, data_rng, split, data_dir, global_batch_size, repeat) -> Iterator[dict[str, np.ndarray]]:
         index = self._index(split, data_dir)  # raises DataNotFoundError now, not at next()
-        seed = _seed(data_rng) if data_rng is not None else 0
+        seed = seed_from_rng(data_rng) if data_rng is not None else 0
         if split == "train":
             return input_pipeline.batches(index, global_batch_size, seed, repeat=True, drop_remainder=True)
         if split == "eval_train":
@@ -179,9 +174,8 @@ class FastMriWorkload(spec.Workload):
             host = self._host_batches(jax.random.PRNGKey(0), split, data_dir, global_batch_size, repeat=True)
             cache[key] = list(itertools.islice(host, num_batches))
         sharding = jax_sharding_utils.get_batch_dim_sharding()
-        pending = [self._eval_step(params, jax.device_put(b, sharding)) for b in cache[key]]
-        sums = jax.device_get(pending)
-        return {k: float(np.sum([np.float64(s[k]) for s in sums])) / num_examples for k in ("ssim", "loss")}
+        sums = dispatch_then_fetch(lambda b: self._eval_step(params, jax.device_put(b, sharding)), cache[key])
+        return {k: v / num_examples for k, v in summed(sums, ("ssim", "loss")).items()}
 
 
 class FastMriModelSizeWorkload(FastMriWorkload):

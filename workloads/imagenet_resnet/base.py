@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.eval_loop import dispatch_then_fetch, summed
 
 
 def softmax_cross_entropy(
@@ -194,7 +195,6 @@ class ImageClassifierWorkload(spec.Workload):
             )
         iterator: Iterator[dict[str, Any]] = self._eval_iters[split]
         num_batches = math.ceil(num_examples / global_batch_size)
-        # Dispatch every batch, then fetch once: the device never waits on the host.
-        pending = [self._eval_step(params, model_state, next(iterator)) for _ in range(num_batches)]
-        totals = jax.device_get(pending)
-        return {k: float(sum(float(t[k]) for t in totals)) / num_examples for k in ("accuracy", "loss")}
+        batches = (next(iterator) for _ in range(num_batches))
+        totals = dispatch_then_fetch(lambda b: self._eval_step(params, model_state, b), batches)
+        return {k: v / num_examples for k, v in summed(totals, ("accuracy", "loss")).items()}

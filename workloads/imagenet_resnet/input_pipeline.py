@@ -45,6 +45,7 @@ import numpy as np
 
 from algoperf import jax_sharding_utils
 from algoperf.data import tfrecord
+from algoperf.data.seeds import seed_from_rng
 from algoperf.spec import DataNotFoundError
 
 from . import randaugment
@@ -242,13 +243,6 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _seed(rng: Any) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = np.asarray(jax.random.key_data(rng) if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng)
-    return int(np.uint32(data.ravel()[-1]))
-
-
 def _index_stream(n: int, shuffle: bool, seed: int, repeat: bool) -> Iterator[int]:
     rng = np.random.default_rng(seed)
     while True:
@@ -375,7 +369,7 @@ def build_input_queue(
     is_train = split == "train"
     host = batches(
         source, global_batch_size, train=is_train, shuffle=split in ("train", "eval_train"), repeat=True,
-        seed=_seed(data_rng), use_mixup=use_mixup and is_train, use_randaugment=use_randaugment and is_train,
+        seed=seed_from_rng(data_rng), use_mixup=use_mixup and is_train, use_randaugment=use_randaugment and is_train,
         image_size=image_size,
     )
     return device_batches(host, num_batches)

@@ -18,16 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline, metrics
 from .model import Conformer, gelu_tanh
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.uint32(np.asarray(data).ravel()[0]))
 
 
 class LibriSpeechWorkloadBase(spec.Workload):
@@ -127,7 +121,7 @@ class LibriSpeechWorkloadBase(spec.Workload):
     ) -> Iterator[dict[str, Any]]:
         prefixes = input_pipeline.utterances(data_dir, split)  # DataNotFoundError now, not at next()
         if split == "train":
-            batches = input_pipeline.batches(prefixes, global_batch_size, _seed(data_rng), True, True)
+            batches = input_pipeline.batches(prefixes, global_batch_size, seed_from_rng(data_rng), True, True)
         else:
             repeat = split == "eval_train" or bool(repeat_final_dataset)
             batches = input_pipeline.batches(prefixes, global_batch_size, None, repeat, False)

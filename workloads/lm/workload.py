@@ -15,39 +15,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
+from algoperf.eval_loop import dispatch_then_fetch, summed
+from algoperf.losses import token_cross_entropy
 
 from . import input_pipeline
 from .model import DecoderLM, LmConfig
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if rng is None:
-        return 0
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.asarray(data).ravel()[-1])
-
-
-def lm_cross_entropy(
-    targets: jax.Array,
-    logits: jax.Array,
-    weights: jax.Array | None = None,
-    label_smoothing: float = 0.0,
-) -> dict[str, jax.Array]:
-    """Per-token ``-[(1 - a) log p_t + (a / V) sum_v log p_v]``, masked by ``weights``.
-
-    'n_valid_examples' is the weight sum (B * L without weights); 'per_example' [B, L].
-    """
-    smoothed = optax.smooth_labels(jax.nn.one_hot(targets, logits.shape[-1]), label_smoothing)
-    per_token = optax.softmax_cross_entropy(logits.astype(jnp.float32), smoothed)
-    if weights is None:
-        weights = jnp.ones_like(per_token)
-    per_token = per_token * weights
-    return {"summed": jnp.sum(per_token), "n_valid_examples": jnp.sum(weights), "per_example": per_token}
 
 
 class LmWorkload(spec.Workload):
@@ -125,7 +100,7 @@ class LmWorkload(spec.Workload):
         mask_batch: spec.Tensor | None = None,
         label_smoothing: float = 0.0,
     ) -> dict[str, spec.Tensor]:
-        return lm_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing)
+        return token_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing)
 
     # --- data ------------------------------------------------------------------------
     def _split_windows(self, split: str, data_dir: str | None) -> np.ndarray:
@@ -152,7 +127,7 @@ class LmWorkload(spec.Workload):
     ) -> Iterator[dict[str, Any]]:
         data = self._split_windows(split, data_dir)
         if split == "train":
-            batches = input_pipeline.train_batches(data, global_batch_size, _seed(data_rng))
+            batches = input_pipeline.train_batches(data, global_batch_size, seed_from_rng(data_rng))
         else:
             limit = self.num_eval_train_examples if split == "eval_train" else self.num_validation_examples
             batches = input_pipeline.eval_batches(data, global_batch_size, limit)
@@ -166,7 +141,7 @@ class LmWorkload(spec.Workload):
     def _eval_step(self):
         def step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             logits = self.model.apply({"params": params}, batch["inputs"])
-            loss = lm_cross_entropy(batch["targets"], logits, batch["weights"])
+            loss = token_cross_entropy(batch["targets"], logits, batch["weights"])
             return {"loss": loss["summed"], "tokens": loss["n_valid_examples"]}
 
         return jax.jit(step)
@@ -184,7 +159,7 @@ class LmWorkload(spec.Workload):
     ) -> dict[str, float]:
         """Token-mean 'loss' and 'ppl' = exp(loss) over the split's first windows."""
         del num_examples, model_state, rng, global_step
-        pending = [self._eval_step(params, b) for b in self._build_input_queue(None, split, data_dir, global_batch_size)]
-        totals = jax.device_get(pending)
-        loss = sum(float(t["loss"]) for t in totals) / max(sum(float(t["tokens"]) for t in totals), 1.0)
+        batches = self._build_input_queue(None, split, data_dir, global_batch_size)
+        totals = summed(dispatch_then_fetch(lambda b: self._eval_step(params, b), batches), ("loss", "tokens"))
+        loss = totals["loss"] / max(totals["tokens"], 1.0)
         return {"loss": loss, "ppl": math.exp(min(loss, 700.0))}

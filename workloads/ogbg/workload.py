@@ -18,16 +18,10 @@ import numpy as np
 import optax
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline, metrics
 from .model import GNN, GraphsTuple, dummy_graph
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.asarray(data).ravel()[-1])
 
 
 class OgbgWorkload(spec.Workload):
@@ -164,7 +158,7 @@ class OgbgWorkload(spec.Workload):
     ) -> Iterator[dict[str, Any]]:
         graphs = self._split_graphs(split, data_dir)  # read now: setup, not submission time
         if split == "train":
-            stream = input_pipeline.shuffled_stream(graphs, _seed(data_rng))
+            stream = input_pipeline.shuffled_stream(graphs, seed_from_rng(data_rng))
         elif split == "eval_train":
             # A fixed random subset of the training set (the reference draws a fresh one).
             order = np.random.default_rng(0).permutation(len(graphs))[: self.num_eval_train_examples]

@@ -14,39 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import sacrebleu
 
 from algoperf import jax_sharding_utils, spec
 from algoperf.array_workload import ArrayWorkload
+from algoperf.losses import token_cross_entropy
 
 from . import input_pipeline
 from .model import Transformer, greedy_decode, shift_right
-
-
-def padded_token_cross_entropy(
-    labels: jax.Array,
-    logits: jax.Array,
-    mask: jax.Array | None = None,
-    label_smoothing: float = 0.0,
-) -> dict[str, jax.Array]:
-    """Cross-entropy per target token, counting only tokens with label > 0 (not padding).
-
-    Smoothed target (1 - eps) onehot + eps / V. ``mask`` (B,) or (B, T) further masks
-    rows or tokens. 'n_valid_examples' counts valid tokens; 'per_example' is (B, T).
-    """
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    per_token = optax.softmax_cross_entropy(logits, targets)
-    weights = (labels > 0).astype(per_token.dtype)
-    if mask is not None:
-        mask = mask.astype(per_token.dtype)
-        weights = weights * (mask[:, None] if mask.ndim == 1 else mask)
-    per_token = per_token * weights
-    return {
-        "summed": jnp.sum(per_token),
-        "n_valid_examples": jnp.sum(weights),
-        "per_example": per_token,
-    }
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
@@ -148,7 +123,7 @@ class TranslateWorkload(ArrayWorkload):
         mask_batch: spec.Tensor | None = None,
         label_smoothing: float = 0.0,
     ) -> dict[str, spec.Tensor]:
-        return padded_token_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing)
+        return token_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing, ignore_padding=True)
 
     def eval_batch_outputs(
         self, params: spec.ParameterContainer, model_state: Any, batch: dict[str, jax.Array]

@@ -17,41 +17,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.seeds import seed_from_rng
+from algoperf.losses import token_cross_entropy
 
 from . import decode, input_pipeline
 from .model import Transformer, TransformerConfig
-
-
-def _seed(rng: spec.RandomState) -> int:
-    if rng is None:
-        return 0
-    if isinstance(rng, int | np.integer):
-        return int(rng)
-    data = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-    return int(np.asarray(data).ravel()[-1])
-
-
-def token_cross_entropy(
-    targets: jax.Array,
-    logits: jax.Array,
-    weights: jax.Array | None = None,
-    label_smoothing: float = 0.0,
-) -> dict[str, jax.Array]:
-    """Per-token ``-sum_v y_v log softmax(z)_v`` with ``y = (1 - a) onehot + a / V``.
-
-    Tokens with ``targets == 0`` (padding) or ``weights == 0`` count zero;
-    'n_valid_examples' is the number of valid tokens and 'per_example' is [B, L].
-    """
-    smoothed = optax.smooth_labels(jax.nn.one_hot(targets, logits.shape[-1]), label_smoothing)
-    per_token = optax.softmax_cross_entropy(logits, smoothed)
-    valid = targets > 0
-    if weights is not None:
-        valid = valid & (weights > 0)
-    per_token = jnp.where(valid, per_token, 0.0)
-    return {"summed": jnp.sum(per_token), "n_valid_examples": jnp.sum(valid), "per_example": per_token}
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
@@ -163,7 +135,7 @@ class WmtWorkload(spec.Workload):
         mask_batch: spec.Tensor | None = None,
         label_smoothing: float = 0.0,
     ) -> dict[str, spec.Tensor]:
-        return token_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing)
+        return token_cross_entropy(label_batch, logits_batch, mask_batch, label_smoothing, ignore_padding=True)
 
     # --- data ------------------------------------------------------------------------
     def tokenizer(self, data_dir: str | None):
@@ -177,10 +149,10 @@ class WmtWorkload(spec.Workload):
         tok = self.tokenizer(data_dir)
         input_pipeline.split_files(data_dir, split)  # fail now, clearly, if files are missing
         if split == "train":
-            return input_pipeline.train_batches(data_dir, tok, global_batch_size, _seed(data_rng))
+            return input_pipeline.train_batches(data_dir, tok, global_batch_size, seed_from_rng(data_rng))
         examples = input_pipeline.pairs(data_dir, split, tok)
         if split == "eval_train":
-            rng = np.random.default_rng(_seed(data_rng))
+            rng = np.random.default_rng(seed_from_rng(data_rng))
             shuffled = input_pipeline.shuffle_buffer(examples, input_pipeline.SHUFFLE_BUFFER, rng)
             examples = (e for _, e in zip(range(self.num_eval_train_examples), shuffled, strict=False))
         return input_pipeline.eval_batches(examples, global_batch_size)
@@ -211,7 +183,7 @@ class WmtWorkload(spec.Workload):
     def _eval_step(self):
         def step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
             logits = self.model.apply({"params": params}, batch["inputs"], batch["targets"])
-            loss = token_cross_entropy(batch["targets"], logits, batch["weights"])
+            loss = token_cross_entropy(batch["targets"], logits, batch["weights"], ignore_padding=True)
             valid = (batch["targets"] > 0) & (batch["weights"] > 0)
             correct = jnp.sum(valid & (jnp.argmax(logits, -1) == batch["targets"]))
             return {"loss": loss["summed"], "tokens": loss["n_valid_examples"], "correct": correct}

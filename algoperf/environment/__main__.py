@@ -1,0 +1,5 @@
+import sys
+
+from algoperf.environment.image_record import main
+
+sys.exit(main())
