@@ -203,6 +203,7 @@ def _register_optional_commands() -> None:
     app.command("ui")(ui)
     app.add_typer(mlflow_app, name="mlflow")
     app.add_typer(leaderboard_app, name="leaderboard")
+    app.add_typer(__import__("algoperf.search.command", fromlist=["search_app"]).search_app, name="search")
     try:
         from algoperf.scoring.command import score
         from algoperf.scoring.compare import compare
