@@ -197,13 +197,14 @@ def env_command(
 def _register_optional_commands() -> None:
     from algoperf.campaign.command import run
     from algoperf.leaderboards.command import leaderboard_app
+    from algoperf.search.command import search_app
     from algoperf.tracking.commands import mlflow_app, ui
 
     app.command("run")(run)
     app.command("ui")(ui)
     app.add_typer(mlflow_app, name="mlflow")
     app.add_typer(leaderboard_app, name="leaderboard")
-    app.add_typer(__import__("algoperf.search.command", fromlist=["search_app"]).search_app, name="search")
+    app.add_typer(search_app, name="search")
     try:
         from algoperf.scoring.command import score
         from algoperf.scoring.compare import compare
