@@ -136,7 +136,7 @@ def test_failed_workloads_are_recorded_and_the_campaign_goes_on(write_submission
     assert results["mnist"]["status"] == "failed" and results["mnist"]["stop_reason"] == "setup"
     # One line each on the terminal: the exception, the submission's file and line.
     report = flat(proc.stderr)
-    line = next(x for x in proc.stderr.splitlines() if x.startswith("ctr trial 1 failed"))
+    line = next(x for x in proc.stderr.splitlines() if "on ctr trial 1 failed" in x)
     assert f"ValueError: boom on ctr (at {folder / 'submission.py'}:" in line
     assert "DataNotFoundError" in report and "2 of 3 trials" in report
     assert "Traceback" not in proc.stderr + proc.stdout

@@ -8,12 +8,9 @@ Hardware specs (``--hardware``): ``algoperf.hardware``. Fidelity rules:
   when the process dies), so XLA sizes its thread pool to N and neighbours cannot steal
   them. Ray's accounting (num_cpus) guarantees that enough cores are free.
 * Every trial runs in a fresh worker process (``max_calls=1``), like AlgoPerf's one
-  process per trial. The rule that no cache of one trial speeds up the next is the
-  runner's, the same for every executor (``algoperf.runner.device.cold_start``: compiled
-  code dropped, the persistent compilation cache off, at the start of each trial);
-  trial processes also get ``JAX_ENABLE_COMPILATION_CACHE=false`` in their environment.
-  Compilation is part of a submission's time, and a cache shared between trials would
-  charge it to whichever trial ran first.
+  process per trial; no cache of one trial speeds up the next, by the runner's rule for
+  every executor (``algoperf.runner.device.cold_start``; the environment also sets
+  ``JAX_ENABLE_COMPILATION_CACHE=false``): compilation is part of a submission's time.
 * All trials of a campaign must run on the same kind of hardware. The first trial that
   starts fixes the campaign's kind (its hardware label and, for CPUs, the CPU model, as
   recorded in ``meta_data_<p>.json``; earlier runs of the same campaign count too); a
