@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/python -m algoperf.demo --experiment-dir $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=25
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2
