@@ -27,7 +27,7 @@ def test_killed_search_resumes_without_evaluating_a_candidate_twice(tmp_path):
                "--generations", "3", "--children", "2", "--max-steps", "3", "--executor", "local", "--no-tracking",
                "--search-dir", str(tmp_path / "searches")]
     root = tmp_path / "searches" / "r"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "COLUMNS": "2000"}  # no line wraps inside paths
     driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 900
     try:
