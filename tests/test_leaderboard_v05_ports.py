@@ -11,7 +11,6 @@ import functools
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -22,6 +21,7 @@ import pytest
 from algoperf import registry, spec
 from algoperf.submission.loading import load_submission
 from algoperf.submission.search_space import make_hyperparameters
+from tests.cli import run_algoperf
 
 PORTS = ["schedule_free_adamw", "schedule_free_prodigy", "cyclic_lr", "lawa_ema", "lawa_queue"]
 REPO = Path(__file__).resolve().parents[1]
@@ -307,8 +307,7 @@ def test_leaderboard_campaign_finds_every_port():
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "algoperf.cli", *args], capture_output=True, text=True,
-                          timeout=900, cwd=cwd)
+    return run_algoperf(*args, cwd=cwd, timeout=600)
 
 
 @pytest.mark.parametrize("name", PORTS)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -18,6 +15,7 @@ import pytest
 from algoperf.submission.loading import load_submission
 from algoperf.submission.search_space import make_hyperparameters
 from algoperf.submissions.leaderboard_v05.shampoo_submission import blocking, shampoo
+from tests.cli import run_algoperf
 
 FOLDER = Path(__file__).resolve().parents[1] / "submissions" / "leaderboard_v05" / "shampoo_submission"
 
@@ -286,13 +284,10 @@ def test_huge_dims_get_grafting_only():
 
 # --- a short real run ----------------------------------------------------------------------
 def test_short_mnist1d_run_through_algoperf_run(tmp_path):
-    env = {**os.environ, "COLUMNS": "2000"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "algoperf.cli", "run", "--submission", str(FOLDER), "--workload", "mnist1d",
-         "--ruleset", "external", "--trials", "1", "--max-steps", "120", "--experiment-dir", str(tmp_path),
-         "--executor", "local", "--no-tracking"],
-        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,  # no store in the checkout
-    )
+    proc = run_algoperf("run", "--submission", str(FOLDER), "--workload", "mnist1d", "--ruleset", "external",
+                        "--trials", "1", "--max-steps", "120", "--experiment-dir", str(tmp_path),
+                        "--executor", "local", "--no-tracking",
+                        cwd=tmp_path, timeout=300)  # cwd: no store in the checkout; ~15 s on one core
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = list(tmp_path.rglob("trial_result.json"))
     assert len(results) == 1

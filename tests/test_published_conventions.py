@@ -8,9 +8,7 @@ from the submission's project root) and the one-line failure report.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from algoperf import registry
 from algoperf.runner.failure import describe_failure
 from algoperf.submission.batch_size import BatchSizeError, choose_batch_size, parse_overrides
+from tests.cli import run_algoperf
 
 pytestmark = pytest.mark.compat
 
@@ -40,9 +39,7 @@ def flat(text: str) -> str:
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "2000"}  # one terminal line per message
-    return subprocess.run([sys.executable, "-m", "algoperf.cli", "run", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)
+    return run_algoperf("run", *args, cwd=cwd, timeout=timeout)
 
 
 # --- the batch-size rule -------------------------------------------------------------------

@@ -99,6 +99,17 @@ def test_train_state_is_current_at_every_step(tmp_path, write_submission):
     assert seen[-1][1]["accumulated_eval_time"] <= result.accumulated_eval_time
 
 
+def test_a_trial_runs_with_one_host_blas_thread(tmp_path, write_submission):
+    import threadpoolctl
+
+    path = write_submission(RECORDING.format(
+        extra="train_state=None", record="SEEN.append([p['num_threads'] for p in __import__('threadpoolctl').threadpool_info() if p['user_api'] == 'blas'])"))
+    sub = load_submission(path)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as OpenBLAS starts on two cores
+        run_trial(TrialConfig("mnist1d", path, experiment_dir=tmp_path, max_steps=2), submission=sub)
+    assert sub.module.SEEN and all(threads == [1] * len(threads) and threads for threads in sub.module.SEEN)
+
+
 def test_train_state_only_to_update_params_that_names_it(tmp_path, write_submission):
     path = write_submission(RECORDING.format(extra="**kwargs", record="SEEN.append(sorted(kwargs))"), name="kw")
     sub = load_submission(path)

@@ -33,6 +33,7 @@ from algoperf.compat.style import choose_style, detect_style
 from algoperf.runner.trial import TrialConfig, run_trial
 from algoperf.runner.trial_log import read_evals
 from algoperf.submission import SubmissionError, load_submission
+from tests.cli import run_algoperf
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -46,9 +47,7 @@ PUBLISHED_JAX = ["external_tuning/amos", "external_tuning/baseline", "external_t
 
 
 def run_cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "2000", "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "algoperf.cli", "run", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=env)
+    return run_algoperf("run", *args, cwd=REPO, timeout=timeout, env={"JAX_PLATFORMS": "cpu"})
 
 
 # --- imports: v0.5 names and removed JAX names, for the submission's modules only ------------

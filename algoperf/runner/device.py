@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import threadpoolctl
 
 from algoperf import jax_sharding_utils
 
@@ -26,6 +27,19 @@ def cold_start() -> None:
     """
     jax.config.update("jax_enable_compilation_cache", False)
     jax.clear_caches()
+
+
+def serial_host_blas() -> None:
+    """Give the host's BLAS/LAPACK libraries (numpy's and scipy's OpenBLAS) one thread each.
+
+    XLA's CPU runtime already spreads work over its own thread pool, and on CPU jax runs
+    linear algebra (``eigh``, ``cholesky``, ``svd``) through scipy's LAPACK inside that pool.
+    A multi-threaded OpenBLAS there oversubscribes the cores (jax-ml/jax#38056 and #39292
+    report wrong results and heap corruption from that mix; a Shampoo trial once hung past
+    15 minutes in CI on two busy cores). One BLAS thread keeps every trial's charged time a
+    measure of the submission, not of thread contention. Applies for the process's lifetime.
+    """
+    threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
 def all_finite(tree: Any) -> bool:

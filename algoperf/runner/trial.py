@@ -37,7 +37,7 @@ import jax
 from algoperf import registry, spec
 from algoperf.runner import checkpoint
 from algoperf.runner.clock import TrialClock
-from algoperf.runner.device import all_finite, cold_start, replicated
+from algoperf.runner.device import all_finite, cold_start, replicated, serial_host_blas
 from algoperf.runner.eval_errors import EvalErrors
 from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.metrics_logger import MetricsLogger
@@ -94,6 +94,7 @@ def run_trial(
         observer.on_start(config, meta)
 
     cold_start()
+    serial_host_blas()
     metrics_logger = MetricsLogger()
     workload.attach_metrics_logger(metrics_logger)
     clock = TrialClock()
