@@ -31,11 +31,13 @@ from algoperf.runner.observers import TrialObserver
 from algoperf.runner.trial import run_trial
 from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import FAILED, TrialConfig, TrialResult
+from algoperf.scoring.targets import LATEST_VERSION, SELF_TUNING_FACTOR
 from algoperf.submission import search_space as tuning
 from algoperf.submission.loading import Submission, SubmissionError
 
 RULESETS = ("external", "self")
-SELF_TUNING_BUDGET_FACTOR = 1.5  # AlgoPerf v0.6
+# The rules version a campaign runs under; the factor itself lives with the scorer's rules.
+SELF_TUNING_BUDGET_FACTOR = SELF_TUNING_FACTOR[LATEST_VERSION]
 
 
 def trial_seed(campaign_seed: int, study: int, trial: int) -> int:

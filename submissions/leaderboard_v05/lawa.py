@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -97,7 +98,7 @@ def average(p: Plan, avg: Any) -> Any:
     return jax.tree.map(lambda a: jnp.sum(a / p.queue, axis=0), avg)
 
 
-def init_optimizer_state(
+def init_state(
     workload: spec.Workload, model_params: spec.ParameterContainer, hyperparameters: spec.Hyperparameters, queue: bool,
 ) -> spec.OptimizerState:
     """(optax state, update fn, LAWA plan, LAWA state) with the entries' NAdamW and schedule."""
@@ -110,7 +111,7 @@ def init_optimizer_state(
     return optimizer.init(model_params), optimizer.update, p, init(p, model_params)
 
 
-def update_params(
+def run_call(
     workload: spec.Workload,
     current_param_container: spec.ParameterContainer,
     model_state: spec.ModelAuxiliaryState,
@@ -136,3 +137,61 @@ def update_params(
     if has_average(p, first + p.steps_per_call):
         return (opt_state, update_fn, p, State(params, avg)), average(p, avg), model_state
     return (opt_state, update_fn, p, State(state.theta, avg)), params, model_state
+
+
+# The entries' batch-size table (AlgoPerf workload names only; see common.batch_size_lookup).
+BATCH_SIZES = {
+    "criteo1tb": 262_144, "fastmri": 32, "imagenet_resnet": 512, "imagenet_vit": 1024,
+    "librispeech_conformer": 256, "librispeech_deepspeech": 256, "ogbg": 512, "wmt": 128, "mnist": 16,
+}
+
+
+def submission_api(queue: bool) -> tuple[Callable, ...]:
+    """An entry's AlgoPerf functions: (init_optimizer_state, update_params, data_selection, get_batch_size).
+
+    The two entries differ only in how they average (``queue``: lawa_queue, else lawa_ema).
+    As in the entries, data_selection hands over the input queue itself and each
+    update_params call draws its ``steps_per_call`` batches from it.
+    """
+
+    def init_optimizer_state(
+        workload: spec.Workload,
+        model_params: spec.ParameterContainer,
+        model_state: spec.ModelAuxiliaryState,
+        hyperparameters: spec.Hyperparameters,
+        rng: spec.RandomState,
+    ) -> spec.OptimizerState:
+        del model_state, rng
+        return init_state(workload, model_params, hyperparameters, queue=queue)
+
+    def update_params(
+        workload: spec.Workload,
+        current_param_container: spec.ParameterContainer,
+        current_params_types: spec.ParameterTypeTree,
+        model_state: spec.ModelAuxiliaryState,
+        hyperparameters: spec.Hyperparameters,
+        batch: Any,
+        loss_type: spec.LossType,
+        optimizer_state: spec.OptimizerState,
+        eval_results: list[tuple[int, float]],
+        global_step: int,
+        rng: spec.RandomState,
+    ) -> spec.UpdateReturn:
+        del current_params_types, loss_type, eval_results
+        return run_call(workload, current_param_container, model_state, hyperparameters, batch, optimizer_state,
+                        global_step, rng)
+
+    def data_selection(
+        workload: spec.Workload,
+        input_queue: Iterator[dict[str, spec.Tensor]],
+        optimizer_state: spec.OptimizerState,
+        current_param_container: spec.ParameterContainer,
+        model_state: spec.ModelAuxiliaryState,
+        hyperparameters: spec.Hyperparameters,
+        global_step: int,
+        rng: spec.RandomState,
+    ) -> Iterator[dict[str, spec.Tensor]]:
+        del workload, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+        return input_queue
+
+    return init_optimizer_state, update_params, data_selection, common.batch_size_lookup(BATCH_SIZES)
