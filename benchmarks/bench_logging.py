@@ -257,8 +257,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="Also write every figure (pairs, spreads, per-eval times) here.")
     args = parser.parse_args()
     out = measure(args.steps, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
     parts = [
         f"{s} {out[s]['logging_cost']:+.2%} (off runs spread {out[s]['run_to_run_spread']:.0%}; "
         f"untimed {out[s]['tracker_s_per_eval'] * 1e3:.0f} ms/eval, "

@@ -287,6 +287,37 @@ def test_both_layouts_give_the_same_eval_batches(tmp_path):
     assert test.labels.tolist() == [0, 1]
 
 
+def test_a_resumed_train_stream_seeks_to_the_batches_an_uninterrupted_one_gives(tmp_path):
+    """Resume (issue #24): seek(n) gives batch n without decoding batches 0..n-1, over epoch ends."""
+    write_imagenet_folders(tmp_path, per_class=3)  # 6 train images: batch 4 crosses epochs
+    source = input_pipeline.find_source(tmp_path, "train")
+
+    def stream():
+        return input_pipeline.batches(source, 4, train=True, shuffle=True, repeat=True, seed=7, image_size=32,
+                                      use_mixup=True, use_randaugment=True, num_threads=1)
+
+    first = stream()
+    uninterrupted = [next(first) for _ in range(6)]
+    loads = []
+    original = source.load
+    resumed = stream()
+    object.__setattr__(source, "load", lambda i: loads.append(i) or original(i))
+    resumed.seek(4)
+    for n in (4, 5):
+        batch = next(resumed)
+        np.testing.assert_array_equal(batch["inputs"], uninterrupted[n]["inputs"])
+        np.testing.assert_array_equal(batch["targets"], uninterrupted[n]["targets"])
+    assert len(loads) <= 3 * 4  # batches 4, 5 and the one decoded ahead: nothing before batch 4
+    # Positions 0..11 are two epochs of the 6 images, each image once per epoch.
+    epochs = np.concatenate([b["targets"] for b in stream_without_mixup(source)])
+    assert sorted(epochs[:6].tolist()) == sorted(epochs[6:].tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def stream_without_mixup(source):
+    s = input_pipeline.batches(source, 4, train=True, shuffle=True, repeat=True, seed=7, image_size=32, num_threads=1)
+    return [next(s) for _ in range(3)]
+
+
 def direct_metrics(forward, params, state, images: list[tuple[bytes, int]], size: int = 32) -> dict[str, float]:
     """Accuracy and mean loss computed directly, one image at a time (batches of 4, the compiled shape)."""
     x = np.stack([input_pipeline.normalize(input_pipeline.preprocess_eval(d, size)) for d, _ in images])

@@ -43,7 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils
+from algoperf.array_workload import BatchQueue
 from algoperf.data import tfrecord
 from algoperf.data.seeds import seed_from_rng
 from algoperf.spec import DataNotFoundError
@@ -243,12 +243,152 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _index_stream(n: int, shuffle: bool, seed: int, repeat: bool) -> Iterator[int]:
-    rng = np.random.default_rng(seed)
-    while True:
-        yield from (rng.permutation(n) if shuffle else range(n))
-        if not repeat:
-            return
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    """The example order of ``epoch``: a permutation from ``default_rng([seed, epoch])``.
+
+    Each epoch's order depends only on (seed, epoch), so any position of the stream is
+    known without drawing the ones before it (``TrainBatches.seek``).
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+class _Decoder:
+    """Decodes and preprocesses examples on a thread pool (PIL releases the GIL)."""
+
+    def __init__(self, source: Source, train: bool, example_seed: int, image_size: int, use_randaugment: bool,
+                 num_threads: int | None):
+        self.source, self.train, self.example_seed = source, train, example_seed
+        self.image_size, self.use_randaugment = image_size, use_randaugment
+        self.pool = concurrent.futures.ThreadPoolExecutor(num_threads or usable_cores())
+
+    def _work(self, position: int, index: int) -> tuple[np.ndarray, int]:
+        data, label = self.source.load(index)
+        if self.train:
+            # Per-example generator from (seed, position in the stream): order-independent.
+            rng = np.random.default_rng([self.example_seed, position])
+            return preprocess_train(data, rng, self.image_size, self.use_randaugment), label
+        return preprocess_eval(data, self.image_size), label
+
+    def submit(self, chunk: list[tuple[int, int]]) -> list[concurrent.futures.Future]:
+        return [self.pool.submit(self._work, p, i) for p, i in chunk]
+
+    @staticmethod
+    def collect(futures: list[concurrent.futures.Future]) -> tuple[np.ndarray, np.ndarray]:
+        results = [f.result() for f in futures]
+        return normalize(np.stack([r[0] for r in results])), np.array([r[1] for r in results], np.int32)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TrainBatches:
+    """The endless, shuffled, augmented train stream, one batch decoded ahead; ``seek(n)`` jumps.
+
+    Batch ``b`` holds stream positions ``b B .. (b + 1) B - 1`` (B the batch size); position
+    ``p`` is example ``epoch_order(.., p // N)[p % N]`` of the N in the split, augmented
+    with a generator from (seed, p), and the batch mixed up with a lambda from (seed, b).
+    So a resumed trial seeks to its next batch without decoding the ones before it.
+    """
+
+    def __init__(self, source: Source, batch_size: int, seed: int, *, use_mixup: bool, use_randaugment: bool,
+                 image_size: int, num_threads: int | None):
+        order_seed, example_seed, mixup_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3))
+        self._source, self._batch_size, self._use_mixup = source, batch_size, use_mixup
+        self._order_seed, self._mixup_seed = order_seed, mixup_seed
+        self._decoder = _Decoder(source, True, example_seed, image_size, use_randaugment, num_threads)
+        self._epoch, self._order = -1, np.empty(0, np.int64)
+        self._next = 0  # the batch to hand out next
+        self._pending: tuple[int, list[concurrent.futures.Future]] | None = None
+
+    def __iter__(self) -> TrainBatches:
+        return self
+
+    def seek(self, n: int) -> None:
+        """The next batch is batch ``n`` (0 = the first); what was decoded ahead is dropped."""
+        if self._pending is not None:
+            for future in self._pending[1]:
+                future.cancel()
+        self._pending, self._next = None, n
+
+    def _chunk(self, b: int) -> list[tuple[int, int]]:
+        n = len(self._source)
+        chunk = []
+        for position in range(b * self._batch_size, (b + 1) * self._batch_size):
+            epoch, offset = divmod(position, n)
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, epoch_order(n, True, self._order_seed, epoch)
+            chunk.append((position, int(self._order[offset])))
+        return chunk
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        b = self._next
+        if self._pending is None or self._pending[0] != b:
+            self._pending = (b, self._decoder.submit(self._chunk(b)))
+        futures = self._pending[1]
+        self._pending = (b + 1, self._decoder.submit(self._chunk(b + 1)))  # decode ahead
+        self._next = b + 1
+        images, labels = self._decoder.collect(futures)
+        if self._use_mixup:
+            images, mixed = mixup(images, labels, np.random.default_rng([self._mixup_seed, b]))
+            return {"inputs": images, "targets": mixed}
+        return {"inputs": images, "targets": labels}
+
+    def close(self) -> None:
+        """Stop the decoding threads (also when the stream is garbage collected)."""
+        self._decoder.close()
+
+    __del__ = close
+
+
+def eval_batches(source: Source, batch_size: int, *, shuffle: bool, repeat: bool, seed: int, pad_last: bool = True,
+                 image_size: int = CENTER_CROP_SIZE, num_threads: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Eval-preprocessed batches of ``source``, each with 'weights'; one batch decoded ahead.
+
+    In order (validation, test) an epoch's last batch is padded with zero rows of weight 0
+    up to ``batch_size`` when ``pad_last``; shuffled (eval_train) batches are full.
+    """
+    order_seed = int(np.random.SeedSequence(seed).spawn(3)[0].generate_state(1)[0])
+    decoder = _Decoder(source, False, 0, image_size, False, num_threads)
+    n = len(source)
+
+    def chunks() -> Iterator[list[tuple[int, int]]]:
+        epoch = 0
+        chunk: list[tuple[int, int]] = []
+        while True:
+            for index in epoch_order(n, shuffle, order_seed, epoch):
+                chunk.append((0, int(index)))
+                # An in-order epoch ends the chunk at the split's end so that padding sits there.
+                if len(chunk) == batch_size or (not shuffle and int(index) == n - 1):
+                    yield chunk
+                    chunk = []
+            epoch += 1
+            if not repeat:
+                break
+        if chunk:
+            yield chunk
+
+    def finish(futures: list[concurrent.futures.Future]) -> dict[str, np.ndarray]:
+        images, labels = decoder.collect(futures)
+        batch: dict[str, np.ndarray] = {"inputs": images, "targets": labels}
+        count = len(labels)
+        weights = np.ones(count, np.float32)
+        if pad_last and count < batch_size:
+            batch = {k: np.concatenate([v, np.zeros((batch_size - count, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+            weights = np.concatenate([weights, np.zeros(batch_size - count, np.float32)])
+        batch["weights"] = weights
+        return batch
+
+    try:
+        pending = None
+        for chunk in chunks():
+            nxt = decoder.submit(chunk)  # start decoding the next batch before handing this one out
+            if pending is not None:
+                yield finish(pending)
+            pending = nxt
+        if pending is not None:
+            yield finish(pending)
+    finally:
+        decoder.close()
 
 
 def batches(
@@ -267,74 +407,21 @@ def batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Host batches of ``source``: {'inputs' (B, S, S, 3) float32, 'targets', ['weights']}.
 
-    Train batches are full (the ragged tail of the stream never appears because it
-    repeats); ``use_randaugment`` and ``use_mixup`` act on train batches only. Eval batches: with ``pad_last`` the last batch of an epoch is padded with
-    zero rows of weight 0 up to ``batch_size``; every eval batch carries 'weights'.
+    train: ``TrainBatches`` (shuffled, repeated, full batches, seekable; ``use_randaugment``
+    and ``use_mixup`` act here only). Otherwise ``eval_batches``.
     """
-    seed_seq = np.random.SeedSequence(seed)
-    order_seed, example_seed, mixup_seed = (int(s.generate_state(1)[0]) for s in seed_seq.spawn(3))
-    mixup_rng = np.random.default_rng(mixup_seed)
-    pool = concurrent.futures.ThreadPoolExecutor(num_threads or usable_cores())
-
-    def work(position: int, index: int) -> tuple[np.ndarray, int]:
-        data, label = source.load(index)
-        if train:
-            # Per-example generator from (seed, position in the stream): order-independent.
-            rng = np.random.default_rng([example_seed, position])
-            return preprocess_train(data, rng, image_size, use_randaugment), label
-        return preprocess_eval(data, image_size), label
-
-    def chunks() -> Iterator[list[tuple[int, int]]]:
-        chunk: list[tuple[int, int]] = []
-        for position, index in enumerate(_index_stream(len(source), shuffle, order_seed, repeat)):
-            chunk.append((position, int(index)))
-            # An eval epoch ends the chunk at the split's end so that padding sits there.
-            if len(chunk) == batch_size or (not train and not shuffle and int(index) == len(source) - 1):
-                yield chunk
-                chunk = []
-        if chunk and not train:
-            yield chunk
-
-    def assemble(chunk: list[tuple[int, int]]) -> list[concurrent.futures.Future]:
-        return [pool.submit(work, p, i) for p, i in chunk]
-
-    def finish(futures: list[concurrent.futures.Future]) -> dict[str, np.ndarray]:
-        results = [f.result() for f in futures]
-        images = normalize(np.stack([r[0] for r in results]))
-        labels = np.array([r[1] for r in results], np.int32)
-        batch: dict[str, np.ndarray] = {"inputs": images, "targets": labels}
-        if use_mixup and train:
-            batch["inputs"], batch["targets"] = mixup(images, labels, mixup_rng)
-        if not train:
-            n = len(labels)
-            weights = np.ones(n, np.float32)
-            if pad_last and n < batch_size:
-                batch = {k: np.concatenate([v, np.zeros((batch_size - n, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
-                weights = np.concatenate([weights, np.zeros(batch_size - n, np.float32)])
-            batch["weights"] = weights
-        return batch
-
-    try:
-        stream = chunks()
-        pending = None
-        for chunk in stream:
-            nxt = assemble(chunk)  # start decoding the next batch before handing this one out
-            if pending is not None:
-                yield finish(pending)
-            pending = nxt
-        if pending is not None:
-            yield finish(pending)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    if train:
+        if not (shuffle and repeat):
+            raise ValueError("train batches are shuffled and repeated (AlgoPerf's train stream)")
+        return TrainBatches(source, batch_size, seed, use_mixup=use_mixup, use_randaugment=use_randaugment,
+                            image_size=image_size, num_threads=num_threads)
+    return eval_batches(source, batch_size, shuffle=shuffle, repeat=repeat, seed=seed, pad_last=pad_last,
+                        image_size=image_size, num_threads=num_threads)
 
 
-def device_batches(host_batches: Iterator[dict[str, np.ndarray]], num_batches: int | None = None) -> Iterator[dict[str, jax.Array]]:
-    """Put host batches on the trial's devices, split along the batch axis."""
-    sharding = jax_sharding_utils.get_batch_dim_sharding()
-    for i, batch in enumerate(host_batches):
-        if num_batches is not None and i >= num_batches:
-            return
-        yield jax.device_put(batch, sharding)
+def device_batches(host_batches: Iterator[dict[str, np.ndarray]], num_batches: int | None = None) -> BatchQueue:
+    """Put host batches on the trial's devices, split along the batch axis (keeping ``seek``)."""
+    return BatchQueue(host_batches, num_batches)
 
 
 def build_input_queue(
