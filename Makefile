@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.algoperf-installed
 DEMO_DIR ?= experiments/demo
 
-.PHONY: setup demo test test-all test-compat lint bench deploy-check clean
+.PHONY: setup demo test test-all test-slow test-compat lint bench deploy-check clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2
+
+# The slow tier alone (CI runs it after `make test`, so no test runs twice).
+test-slow: setup
+	$(BIN)/python -m pytest -q -n 2 -m slow --durations=15
 
 lint: setup
 	$(BIN)/ruff check algoperf workloads submissions tests benchmarks
