@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.data.epochs import EpochOrder, SeekableBatches
 from algoperf.data.seeds import seed_from_rng
 from algoperf.eval_loop import dispatch_then_fetch
 
@@ -41,41 +42,18 @@ def pad_batch(batch: Split, size: int) -> Split:
     return out
 
 
-class ShuffledBatches:
+class ShuffledBatches(SeekableBatches):
     """Batches of ``batch_size`` rows, reshuffled every epoch; the ragged tail is dropped.
 
-    Epoch ``e``'s order is the permutation drawn from ``np.random.default_rng([seed, e])``,
-    so batch ``n`` is known without making batches ``0..n-1``: ``seek(n)`` jumps there
-    (a resumed trial goes on at its data position at no cost).
+    Epoch ``e``'s order is the permutation drawn from ``np.random.default_rng([seed, e])``
+    (``algoperf.data.epochs``), so batch ``n`` is known without making batches ``0..n-1``:
+    ``seek(n)`` jumps there (a resumed trial goes on at its data position at no cost).
+    Within a batch the rows keep the split's order (sorted indices: contiguous reads).
     """
 
     def __init__(self, split: Split, batch_size: int, seed: int, repeat: bool = True):
-        n = _num_examples(split)
-        if batch_size > n:
-            raise ValueError(f"batch size {batch_size} is larger than the training set ({n} examples)")
-        self._split, self._batch_size, self._seed, self._repeat = split, batch_size, seed, repeat
-        self._per_epoch = n // batch_size
-        self._epoch, self._order = -1, np.empty(0, np.int64)
-        self._position = 0  # index of the next batch, counted from the first epoch's first
-
-    def __iter__(self) -> ShuffledBatches:
-        return self
-
-    def seek(self, n: int) -> None:
-        """The next batch is batch ``n`` (0 = the first)."""
-        self._position = n
-
-    def __next__(self) -> Split:
-        epoch, index = divmod(self._position, self._per_epoch)
-        if epoch > 0 and not self._repeat:
-            raise StopIteration
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._order = np.random.default_rng([self._seed, epoch]).permutation(_num_examples(self._split))
-        self._position += 1
-        start = index * self._batch_size
-        idx = np.sort(self._order[start : start + self._batch_size])
-        return {k: v[idx] for k, v in self._split.items()}
+        order = EpochOrder(_num_examples(split), batch_size, seed)
+        super().__init__(order, lambda idx, b: {k: v[np.sort(idx)] for k, v in split.items()}, repeat)
 
 
 def shuffled_batches(split: Split, batch_size: int, seed: int, repeat: bool = True) -> ShuffledBatches:

@@ -222,6 +222,9 @@ def test_prepare_cli_then_train_step_and_eval(tmp_path):
     epochs = [[np.asarray(next(train)["inputs"]) for _ in range(2)] for _ in range(2)]
     rows = [[x.tobytes() for batch in epoch for x in batch] for epoch in epochs]
     assert len(set(rows[0])) == 8 and set(rows[0]) == set(rows[1]) and rows[0] != rows[1]
+    resumed = workload._build_input_queue(jax.random.PRNGKey(0), "train", str(data_dir), 4)
+    resumed.seek(3)  # a resumed trial (issue #24): batch 3 without reading batches 0-2
+    np.testing.assert_array_equal(np.asarray(next(resumed)["inputs"]), epochs[1][1])
 
     batch = next(train)
     assert "weights" not in batch and batch["inputs"].shape == (4, 16, 16)

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from algoperf.data.epochs import EpochOrder, SeekableBatches
 from algoperf.spec import DataNotFoundError
 
 CENTER_FRACTION = 0.08
@@ -198,3 +199,23 @@ def batches(
             yield _stack(list(_pool().map(example, (int(p) for p in order[lo : min(lo + batch_size, stop)]))), batch_size)
         if not repeat:
             return
+
+
+def train_batches(index: list[tuple[str, int]], batch_size: int, seed: int) -> SeekableBatches:
+    """The train stream: full batches, reshuffled every epoch, seekable (``algoperf.data.epochs``).
+
+    Each slice's mask is seeded by (seed, its position in ``index``), as in ``batches``;
+    a resumed trial seeks to its next batch without reading the ones before it.
+    """
+    order = EpochOrder(len(index), batch_size, seed, what=f"fastmri's {len(index)} training slices")
+
+    def make(positions: np.ndarray, b: int) -> dict[str, np.ndarray]:
+        del b
+
+        def example(pos: int) -> dict[str, np.ndarray]:
+            kspace, target, vmax = read_slice(*index[pos])
+            return preprocess_slice(kspace, target, vmax, np.random.default_rng([seed, pos]))
+
+        return _stack(list(_pool().map(example, (int(p) for p in positions))), batch_size)
+
+    return SeekableBatches(order, make)

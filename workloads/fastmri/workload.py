@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.array_workload import BatchQueue, MappedQueue
 from algoperf.data.seeds import seed_from_rng
 from algoperf.eval_loop import dispatch_then_fetch, summed
 
@@ -120,7 +121,7 @@ class FastMriWorkload(spec.Workload):
         index = self._index(split, data_dir)  # raises DataNotFoundError now, not at next()
         seed = seed_from_rng(data_rng) if data_rng is not None else 0
         if split == "train":
-            return input_pipeline.batches(index, global_batch_size, seed, repeat=True, drop_remainder=True)
+            return input_pipeline.train_batches(index, global_batch_size, seed)
         if split == "eval_train":
             # A fixed random subset of the training slices with per-slice masks, as the
             # reference's shuffled, cached take() of eval_train.
@@ -133,17 +134,9 @@ class FastMriWorkload(spec.Workload):
         self, data_rng, split, data_dir, global_batch_size, cache=None, repeat_final_dataset=None, num_batches=None
     ) -> Iterator[dict[str, Any]]:
         batches = self._host_batches(data_rng, split, data_dir, global_batch_size, bool(repeat_final_dataset))
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-
-        def placed():
-            for i, batch in enumerate(batches):
-                if num_batches is not None and i >= num_batches:
-                    return
-                if split == "train":
-                    batch = {k: v for k, v in batch.items() if k != "weights"}
-                yield jax.device_put(batch, sharding)
-
-        return placed()
+        if split == "train":  # train batches are full: no weights (MappedQueue keeps the stream's seek)
+            batches = MappedQueue(batches, lambda batch: {k: v for k, v in batch.items() if k != "weights"})
+        return BatchQueue(batches, num_batches)
 
     # --- evaluation ----------------------------------------------------------------
     def eval_batch_sums(self, params: spec.ParameterContainer, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
