@@ -153,6 +153,25 @@ def test_npy_layout_batches_and_missing_data(tmp_path):
         workload.detokenize(str(tmp_path))
 
 
+def test_a_resumed_train_stream_seeks_without_loading_the_skipped_utterances(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    _write_split(tmp_path, "train", [f"u-{k}" for k in range(5)], rng)
+    prefixes = sorted(str(p).removesuffix("_audio.npy") for p in (tmp_path / "train").glob("*_audio.npy"))
+    uninterrupted = input_pipeline.train_batches(prefixes, 2, seed=3)
+    batches = [next(uninterrupted) for _ in range(5)]  # 2 per epoch: batches 2-4 are epochs 1 and 2
+    loaded = []
+    original = input_pipeline.load_example
+    monkeypatch.setattr(input_pipeline, "load_example", lambda prefix: loaded.append(prefix) or original(prefix))
+    resumed = input_pipeline.train_batches(prefixes, 2, seed=3)
+    resumed.seek(3)
+    for expected in batches[3:]:
+        got = next(resumed)
+        np.testing.assert_array_equal(got["inputs"][0], expected["inputs"][0])
+    assert len(loaded) == 4  # two batches of two: nothing before batch 3 was read
+    epoch = [p for b in batches[:2] for p in b["inputs"][0][:, 0]]
+    assert len(set(epoch)) == 4  # an epoch draws each utterance at most once
+
+
 
 # --- `algoperf data prepare librispeech` from archives in the official layout -----------
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from algoperf.data.epochs import EpochOrder, SeekableBatches
 from algoperf.spec import DataNotFoundError
 
 MAX_AUDIO = 320_000
@@ -124,3 +125,10 @@ def load_tokenizer(data_dir: str | None):
     except ImportError as e:
         raise ImportError("LibriSpeech WER detokenises with SentencePiece: `pip install sentencepiece`") from e
     return sentencepiece.SentencePieceProcessor(model_file=path)
+
+
+def train_batches(prefixes: list[str], batch_size: int, seed: int) -> SeekableBatches:
+    """The train stream: full batches, reshuffled every epoch, seekable (``algoperf.data.epochs``):
+    a resumed trial goes on at its next batch without loading the utterances before it."""
+    order = EpochOrder(len(prefixes), batch_size, seed, what=f"the {len(prefixes)} training utterances")
+    return SeekableBatches(order, lambda idx, b: _collate([load_example(prefixes[i]) for i in idx], batch_size))

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf import param_utils, spec
+from algoperf.array_workload import BatchQueue, MappedQueue
 from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline, metrics
@@ -121,21 +122,13 @@ class LibriSpeechWorkloadBase(spec.Workload):
     ) -> Iterator[dict[str, Any]]:
         prefixes = input_pipeline.utterances(data_dir, split)  # DataNotFoundError now, not at next()
         if split == "train":
-            batches = input_pipeline.batches(prefixes, global_batch_size, seed_from_rng(data_rng), True, True)
+            train = input_pipeline.train_batches(prefixes, global_batch_size, seed_from_rng(data_rng))
+            # Train batches are full: no weights (MappedQueue keeps the stream's seek).
+            batches = MappedQueue(train, lambda batch: {k: v for k, v in batch.items() if k != "weights"})
         else:
             repeat = split == "eval_train" or bool(repeat_final_dataset)
             batches = input_pipeline.batches(prefixes, global_batch_size, None, repeat, False)
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-
-        def placed():
-            for i, batch in enumerate(batches):
-                if num_batches is not None and i >= num_batches:
-                    return
-                if split == "train":
-                    batch = {k: v for k, v in batch.items() if k != "weights"}
-                yield jax.device_put(batch, sharding)
-
-        return placed()
+        return BatchQueue(batches, num_batches)
 
     # --- evaluation ----------------------------------------------------------------
     @functools.cached_property
