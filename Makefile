@@ -55,7 +55,7 @@ VENV06 := $(CURDIR)/.venv-v06
 $(VENV06)/.algoperf-installed: pyproject.toml setup.py constraints/algoperf-v0.6.txt
 	@test -x $(VENV06)/bin/python || $(PYTHON) -m venv $(VENV06)
 	$(VENV06)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV06)/bin/python -m pip install --quiet -c constraints/algoperf-v0.6.txt -e ".[dev]"
+	$(VENV06)/bin/python -m pip install --quiet -c constraints/algoperf-v0.6.txt -e ".[dev,v05,search]"
 	@touch $@
 
 test-compat: $(VENV06)/.algoperf-installed
