@@ -10,6 +10,7 @@ full ResNet-50 compile takes about a minute on this 2-core machine.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import subprocess
@@ -292,16 +293,17 @@ def test_a_resumed_train_stream_seeks_to_the_batches_an_uninterrupted_one_gives(
     write_imagenet_folders(tmp_path, per_class=3)  # 6 train images: batch 4 crosses epochs
     source = input_pipeline.find_source(tmp_path, "train")
 
-    def stream():
+    def stream(source):
         return input_pipeline.batches(source, 4, train=True, shuffle=True, repeat=True, seed=7, image_size=32,
                                       use_mixup=True, use_randaugment=True, num_threads=1)
 
-    first = stream()
+    first = stream(source)
     uninterrupted = [next(first) for _ in range(6)]
+    first.close()
     loads = []
-    original = source.load
-    resumed = stream()
-    object.__setattr__(source, "load", lambda i: loads.append(i) or original(i))
+    counted = dataclasses.replace(source)  # its own copy: the first stream may still be decoding ahead
+    object.__setattr__(counted, "load", lambda i: loads.append(i) or source.load(i))
+    resumed = stream(counted)
     resumed.seek(4)
     for n in (4, 5):
         batch = next(resumed)
