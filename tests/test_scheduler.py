@@ -111,6 +111,23 @@ def test_unrunnable_campaigns_are_refused_before_anything_runs(cluster, tmp_path
     assert not tmp_path.joinpath("default").exists()
 
 
+# NAdamW, 20 ms slower per step: the trial outlives its first checkpoint by a few seconds
+# however fast the machine, so the killer always finds a live worker to kill.
+STEADY = """
+import time
+
+from algoperf.submissions.nadamw.submission import data_selection, get_batch_size, init_optimizer_state
+from algoperf.submissions.nadamw.submission import update_params as nadamw_update
+
+
+def update_params(workload, current_param_container, current_params_types, model_state, hyperparameters,
+                  batch, loss_type, optimizer_state, eval_results, global_step, rng, train_state=None):
+    time.sleep(0.02)
+    return nadamw_update(workload, current_param_container, current_params_types, model_state, hyperparameters,
+                         batch, loss_type, optimizer_state, eval_results, global_step, rng, train_state)
+"""
+
+
 class Killer(threading.Thread):
     """Kills a trial's worker process (SIGKILL) once the trial has saved a checkpoint."""
 
@@ -134,11 +151,13 @@ class Killer(threading.Thread):
 
 
 @pytest.mark.slow
-def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, tmp_path, nadamw_point) -> None:
+def test_killed_worker_is_retried_and_resumes_to_the_same_result(cluster, write_submission, tmp_path,
+                                                                nadamw_point) -> None:
     from algoperf.runner.types import TrialConfig
 
     steps = 150
-    baseline = TrialConfig("mnist1d", "nadamw", nadamw_point, seed=5, experiment_dir=tmp_path,
+    steady = write_submission(STEADY, name="steady")
+    baseline = TrialConfig("mnist1d", str(steady), nadamw_point, seed=5, experiment_dir=tmp_path,
                            experiment_name="baseline", max_steps=steps)
     victim = replace(baseline, experiment_name="victim")
     killer = Killer(victim)
