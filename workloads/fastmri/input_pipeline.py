@@ -167,6 +167,13 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(min(16, os.cpu_count() or 1), thread_name_prefix="fastmri")
 
 
+def _example(index: list[tuple[str, int]], pos: int, seed: int | None) -> dict[str, np.ndarray]:
+    """Slice ``pos`` of ``index``, its mask seeded by (seed, pos), or ``EVAL_MASK_SEED`` without a seed."""
+    kspace, target, vmax = read_slice(*index[pos])
+    mask_rng = np.random.default_rng([seed, pos] if seed is not None else EVAL_MASK_SEED)
+    return preprocess_slice(kspace, target, vmax, mask_rng)
+
+
 def batches(
     index: list[tuple[str, int]],
     batch_size: int,
@@ -186,9 +193,7 @@ def batches(
     order_rng = np.random.default_rng(seed)
 
     def example(pos: int) -> dict[str, np.ndarray]:
-        kspace, target, vmax = read_slice(*index[pos])
-        mask_rng = np.random.default_rng([seed, pos] if seed is not None else EVAL_MASK_SEED)
-        return preprocess_slice(kspace, target, vmax, mask_rng)
+        return _example(index, pos, seed)
 
     while True:
         order = order_rng.permutation(len(index)) if seed is not None and shuffle else np.arange(len(index))
@@ -211,11 +216,6 @@ def train_batches(index: list[tuple[str, int]], batch_size: int, seed: int) -> S
 
     def make(positions: np.ndarray, b: int) -> dict[str, np.ndarray]:
         del b
-
-        def example(pos: int) -> dict[str, np.ndarray]:
-            kspace, target, vmax = read_slice(*index[pos])
-            return preprocess_slice(kspace, target, vmax, np.random.default_rng([seed, pos]))
-
-        return _stack(list(_pool().map(example, (int(p) for p in positions))), batch_size)
+        return _stack(list(_pool().map(lambda pos: _example(index, int(pos), seed), positions)), batch_size)
 
     return SeekableBatches(order, make)
