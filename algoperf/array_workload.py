@@ -69,15 +69,25 @@ def ordered_batches(split: Split, batch_size: int, num_examples: int | None = No
         yield pad_batch({k: v[start:stop] for k, v in split.items()}, batch_size)
 
 
+# What a resumed trial asks of its train queue (``algoperf.runner.resume.CountingIterator.skip``);
+# the wrappers below pass on whichever of these the stream they wrap has.
+RESUME_METHODS = ("seek", "position", "restore")
+
+
+def _pass_on_resume_methods(wrapper: Any, inner: Any) -> None:
+    for name in RESUME_METHODS:
+        if hasattr(inner, name):
+            setattr(wrapper, name, getattr(inner, name))
+
+
 class BatchQueue:
     """Host batches put on the devices, split along the batch dimension; at most
-    ``num_batches`` of them. ``seek(n)`` is passed on to the host batches where they have it."""
+    ``num_batches`` of them. Keeps the host stream's ``seek`` / ``position`` / ``restore``."""
 
     def __init__(self, batches: Iterator[Split], num_batches: int | None = None):
         self._batches, self._left = batches, num_batches
         self._sharding = jax_sharding_utils.get_batch_dim_sharding()
-        if hasattr(batches, "seek"):
-            self.seek = self._seek
+        _pass_on_resume_methods(self, batches)
 
     def __iter__(self) -> BatchQueue:
         return self
@@ -89,17 +99,13 @@ class BatchQueue:
             self._left -= 1
         return jax.device_put(next(self._batches), self._sharding)
 
-    def _seek(self, n: int) -> None:
-        self._batches.seek(n)
-
 
 class MappedQueue:
-    """``fn`` applied to each batch of ``queue``, keeping its ``seek`` (where it has one)."""
+    """``fn`` applied to each batch of ``queue``, keeping its ``seek`` / ``position`` / ``restore``."""
 
     def __init__(self, queue: Iterator[Any], fn: Any):
         self._queue, self._fn = queue, fn
-        if hasattr(queue, "seek"):
-            self.seek = queue.seek
+        _pass_on_resume_methods(self, queue)
 
     def __iter__(self) -> MappedQueue:
         return self

@@ -197,3 +197,52 @@ def test_killed_before_any_checkpoint_restarts_from_step_zero(tmp_path: Path, na
     assert [r["global_step"] for r in rows] == [1.0, 3.0]
     assert all(r["preemption_count"] == 1 for r in rows) and "score" in rows[0]
     assert result.global_step == 3
+
+
+class _PositionOnly:
+    """A train stream that cannot seek, only say where it is and go back there (as WMT's)."""
+
+    def __init__(self, queue):
+        self._queue, self._taken, self.restored_to = queue, 0, None
+        self._seek = queue.seek
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._taken += 1
+        return next(self._queue)
+
+    def position(self) -> dict:
+        return {"taken": self._taken}
+
+    def restore(self, position: dict) -> None:
+        self.restored_to = position
+        self._seek(position["taken"])
+        self._taken = position["taken"]
+
+
+def test_a_stream_with_a_position_is_restored_to_it(tmp_path: Path, nadamw_point: dict, monkeypatch) -> None:
+    """The checkpoint keeps the train stream's own position(); the resumed trial restores it
+    (no seek, no draw-forward) and trains on the same batches: bit-exact evals."""
+    from algoperf.workloads.mnist1d.workload import Mnist1dWorkload
+
+    streams = []
+    build = Mnist1dWorkload._build_input_queue
+
+    def position_only(self, data_rng, split, *args, **kwargs):
+        queue = build(self, data_rng, split, *args, **kwargs)
+        if split == "train":
+            queue = _PositionOnly(queue)
+            streams.append(queue)
+        return queue
+
+    monkeypatch.setattr(Mnist1dWorkload, "_build_input_queue", position_only)
+    baseline = run_trial(_config(tmp_path, "baseline", nadamw_point, checkpoints=False, eval_every_steps=20))
+    config = _config(tmp_path, "killed", nadamw_point, eval_every_steps=20)
+    with pytest.raises(Killed):
+        run_trial(config, KillAtStep(MAX_STEPS))
+    saved_step = latest_step(config.path)
+    run_trial(config)
+    assert streams[-1].restored_to == {"taken": saved_step}
+    assert [_eval_metrics(r) for r in read_evals(config.path)] == [_eval_metrics(r) for r in read_evals(baseline.trial_dir)]

@@ -21,6 +21,7 @@ import pytest
 
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.cifar import input_pipeline, prepare
+from tests.workload_checks import assert_seeks_like_an_uninterrupted_stream
 
 
 def write_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
@@ -86,6 +87,19 @@ def test_normalize_and_augment_by_hand():
         assert matches, f"example {i} is not a padded crop"
         offsets.add(matches[0])
     assert len(offsets) > 10  # offsets and flips vary per example
+
+
+def test_a_resumed_train_stream_seeks_to_the_batches_an_uninterrupted_one_gives():
+    """Resume (issue #24): batch b's order and augmentation come from (seed, b), so seek(n)
+    makes no batch before n; every epoch (5 batches of 4 of 21 images) is a permutation."""
+    rng = np.random.default_rng(0)
+    split = {"images": rng.integers(0, 256, (21, 32, 32, 3), dtype=np.uint8), "targets": np.arange(21)}
+    for kind in ("train", "eval_train"):
+        assert_seeks_like_an_uninterrupted_stream(
+            lambda kind=kind: input_pipeline.train_batches(split, kind, 4, seed=3), seeks=(0, 2, 5, 7), length=11)
+    stream = input_pipeline.train_batches(split, "train", 4, seed=3)
+    epoch = np.concatenate([next(stream)["targets"] for _ in range(5)])
+    assert len(set(epoch.tolist())) == 20
 
 
 def test_missing_or_bad_data_gives_a_clear_error(tmp_path):

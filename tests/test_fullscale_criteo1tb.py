@@ -22,7 +22,7 @@ import pytest
 
 from algoperf import param_utils, spec
 from algoperf.workloads.criteo1tb import WORKLOADS, input_pipeline, prepare
-from tests.workload_checks import sgd_step_losses
+from tests.workload_checks import assert_seeks_like_an_uninterrupted_stream, sgd_step_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,6 +191,55 @@ def test_reader_streams_and_names_the_bad_file(tmp_path):
         next(it)
     with pytest.raises(ValueError, match="day_3_07.gz: line 2 of this batch has 3"):
         next(it)
+
+
+def _line_files(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """Three day pieces of 13, 7 and 9 lines (one gzipped, one without a final newline), and
+    all their lines in file order."""
+    rng = np.random.default_rng(2)
+    files, every = [], []
+    for name, n in (("day_0_00.gz", 13), ("day_0_01", 7), ("day_1_00", 9)):
+        lines = _random_lines(rng, n)
+        every += lines
+        path = tmp_path / name
+        if name.endswith(".gz"):
+            with gzip.open(path, "wt") as f:
+                f.writelines(lines)
+        else:
+            path.write_text("".join(lines)[:-1] if name == "day_0_01" else "".join(lines))
+        files.append(str(path))
+    return files, every
+
+
+def test_a_resumed_train_stream_seeks_without_parsing_the_lines_it_skips(tmp_path, monkeypatch):
+    """Resume (issue #24): seek(n) counts and skips lines, within an epoch, at its end (29
+    lines: 7 batches of 4, one line dropped) and epochs later, and gives the same batches."""
+    files, _ = _line_files(tmp_path)
+    assert [input_pipeline.count_lines(f) for f in files] == [13, 7, 9]
+    assert_seeks_like_an_uninterrupted_stream(
+        lambda: input_pipeline.batches(files, 4, 11, repeat=True, drop_remainder=True), seeks=(0, 3, 6, 7, 15), length=18)
+
+    parsed = []
+    real_parse = input_pipeline.parse_block
+    monkeypatch.setattr(input_pipeline, "parse_block", lambda data, source: parsed.append(source) or real_parse(data, source))
+    resumed = input_pipeline.batches(files, 4, 11, repeat=True, drop_remainder=True)
+    resumed.seek(12)
+    next(resumed)
+    assert 1 <= len(parsed) <= 2  # the one batch made, from the file(s) it spans
+
+
+def test_a_finite_stream_seeks_to_its_padded_last_batch_and_past_its_end(tmp_path):
+    files, every = _line_files(tmp_path)
+    stream = input_pipeline.batches(files, 8, None, repeat=False, drop_remainder=False)
+    stream.seek(3)
+    last = next(stream)
+    np.testing.assert_array_equal(last["inputs"][:5], _oracle_arrays(every[24:])["inputs"])
+    assert last["weights"].tolist() == [1.0] * 5 + [0.0] * 3
+    with pytest.raises(StopIteration):
+        next(stream)
+    stream.seek(4)
+    with pytest.raises(StopIteration):
+        next(stream)
 
 
 class _TinyCriteo(WORKLOADS["criteo1tb"]):

@@ -25,7 +25,7 @@ import pytest
 
 from algoperf import param_utils, registry, spec
 from algoperf.data import tfrecord
-from algoperf.workloads.imagenet_resnet import input_pipeline, prepare
+from algoperf.workloads.imagenet_resnet import input_pipeline, prepare, preprocessing
 from algoperf.workloads.imagenet_resnet.base import batch_metric_sums, softmax_cross_entropy
 
 RESNET50_PARAMS = 25_557_032  # spec sheet 3.1
@@ -238,10 +238,10 @@ def test_model_fn_batch_norm_update_semantics_and_a_train_step_lowers_the_loss(s
 
 
 def test_center_crop_and_random_crop_windows():
-    assert input_pipeline.center_crop_box(300, 400) == (69, 19, 69 + 262, 19 + 262)  # s = int(0.875*300)
+    assert preprocessing.center_crop_box(300, 400) == (69, 19, 69 + 262, 19 + 262)  # s = int(0.875*300)
     rng = np.random.default_rng(0)
     for _ in range(200):
-        box = input_pipeline.sample_crop_box(120, 90, rng)
+        box = preprocessing.sample_crop_box(120, 90, rng)
         if box is None:
             continue
         left, top, right, bottom = box
@@ -255,7 +255,7 @@ def test_mixup_mixes_images_and_one_hot_targets_with_one_lambda():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(4, 2, 2, 3)).astype(np.float32)
     labels = np.array([0, 1, 2, 3])
-    mixed, targets = input_pipeline.mixup(images, labels, np.random.default_rng(5), num_classes=5)
+    mixed, targets = preprocessing.mixup(images, labels, np.random.default_rng(5), num_classes=5)
     lam = targets[0, 0]
     np.testing.assert_allclose(targets.sum(1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(targets[0, 3], 1 - lam, rtol=1e-6)  # row 0 mixes with row -1
@@ -322,7 +322,7 @@ def stream_without_mixup(source):
 
 def direct_metrics(forward, params, state, images: list[tuple[bytes, int]], size: int = 32) -> dict[str, float]:
     """Accuracy and mean loss computed directly, one image at a time (batches of 4, the compiled shape)."""
-    x = np.stack([input_pipeline.normalize(input_pipeline.preprocess_eval(d, size)) for d, _ in images])
+    x = np.stack([preprocessing.normalize(preprocessing.preprocess_eval(d, size)) for d, _ in images])
     y = np.array([label for _, label in images])
     logits = []
     for start in range(0, len(x), 4):
@@ -381,9 +381,9 @@ def test_eval_preprocessing_is_the_central_87_5_percent_crop_resized_to_224():
     image = rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)  # lossless PNG: exact pixels
     # s = int(0.875 * 256) = 224 at offsets ((256 - 224 + 1) // 2, (320 - 224 + 1) // 2) = (16, 48);
     # already 224 wide, so the resize is the identity.
-    np.testing.assert_allclose(input_pipeline.preprocess_eval(png_bytes(image)), image[16:240, 48:272], atol=1e-3)
+    np.testing.assert_allclose(preprocessing.preprocess_eval(png_bytes(image)), image[16:240, 48:272], atol=1e-3)
     # 87.5 % of the short side whatever the output size: a 64x64 output of the same crop.
-    small = input_pipeline.preprocess_eval(png_bytes(image), 64)
+    small = preprocessing.preprocess_eval(png_bytes(image), 64)
     from PIL import Image
 
     direct = Image.fromarray(image).resize((64, 64), Image.Resampling.BICUBIC, box=(48, 16, 272, 240))
@@ -398,7 +398,7 @@ def test_eval_train_is_train_images_with_eval_preprocessing_and_eval_batches_are
     def key(x: np.ndarray) -> bytes:
         return np.asarray(x, np.float32).tobytes()
 
-    train = {key(input_pipeline.normalize(input_pipeline.preprocess_eval(d, 32))): y for d, y in images["train"]}
+    train = {key(preprocessing.normalize(preprocessing.preprocess_eval(d, 32))): y for d, y in images["train"]}
     rows, labels = [], []
     queue = w._build_input_queue(jax.random.PRNGKey(0), "eval_train", str(tmp_path), 4)
     for _ in range(3):  # 12 rows from 6 images: the stream goes on past an epoch

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from algoperf import param_utils, registry, spec
-from algoperf.workloads.imagenet_resnet import input_pipeline
+from algoperf.workloads.imagenet_resnet import preprocessing
 from algoperf.workloads.imagenet_resnet import randaugment as ra
 from algoperf.workloads.imagenet_vit.model import posemb_sincos_2d
 from tests.test_fullscale_imagenet_resnet import jpeg_bytes, write_imagenet_folders
@@ -238,8 +238,8 @@ def test_randaugment_runs_on_vit_train_batches_only(tmp_path, monkeypatch):
     data = jpeg_bytes(np.random.default_rng(3), 50, 60)
     # After crop + flip, on the clipped uint8 image, drawing from the same per-example generator.
     r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
-    augmented = input_pipeline.preprocess_train(data, r1, 32, use_randaugment=True)
-    plain = input_pipeline.preprocess_train(data, r2, 32)
+    augmented = preprocessing.preprocess_train(data, r1, 32, use_randaugment=True)
+    plain = preprocessing.preprocess_train(data, r2, 32)
     expected = ra.randaugment(np.clip(plain, 0, 255).astype(np.uint8), r2)
     np.testing.assert_array_equal(augmented, expected.astype(np.float32))
 

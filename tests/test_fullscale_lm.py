@@ -21,6 +21,7 @@ from algoperf.workloads.lm.model import rope
 from algoperf.workloads.lm.tokenizer import ByteLevelBPE, byte_symbols
 from algoperf.workloads.lm.workload import LmWorkload
 from tests.conftest import SHARED_DATA
+from tests.workload_checks import assert_seeks_like_an_uninterrupted_stream
 
 TINY = dict(vocab_size=128, dim=32, num_heads=4, num_layers=2, mlp_dim=64, seq_len=16)
 
@@ -147,6 +148,17 @@ def test_prepare_reads_parquet_and_names_missing_pyarrow(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
     with pytest.raises(ValueError, match="pyarrow"):
         prepare.prepare(tmp_path / "v", tmp_path / "ids.parquet")
+
+
+def test_a_resumed_train_stream_seeks_to_the_batches_an_uninterrupted_one_gives():
+    """Resume (issue #24): seek(n) draws no batch before n; every epoch (3 batches of 3 of
+    10 windows) takes each window at most once."""
+    windows = np.arange(10 * 9).reshape(10, 9)
+    assert_seeks_like_an_uninterrupted_stream(
+        lambda: input_pipeline.train_batches(windows, 3, seed=4), seeks=(0, 2, 3, 7), length=10)
+    stream = input_pipeline.train_batches(windows, 3, seed=4)
+    firsts = np.concatenate([next(stream)["inputs"][:, 0] for _ in range(3)])
+    assert len(set(firsts.tolist())) == 9
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from algoperf import param_utils, registry, spec
 from algoperf.data import tfrecord
 from algoperf.workloads.ogbg import input_pipeline, metrics, prepare
 from algoperf.workloads.ogbg.workload import OgbgWorkload
+from tests.workload_checks import assert_seeks_like_an_uninterrupted_stream
 
 # The spec sheet's counts (workloads-text-graph.md §2.2), all hand-derived there and equal to ours.
 SHEET_COUNTS = {
@@ -269,3 +271,20 @@ def test_train_step_lowers_loss_and_eval_covers_the_split(data_dir):
     result = w._eval_model_on_split("validation", SPLITS["valid"], 16, params, state, None, data_dir)
     assert set(result) == {"loss", "accuracy", "mean_average_precision"}
     assert 0.0 <= result["mean_average_precision"] <= 1.0
+
+
+def test_a_resumed_train_stream_seeks_to_the_batches_an_uninterrupted_one_gives(data_dir):
+    """Resume (issue #24): seek(n) finds the dynamic-batch boundaries from node and edge
+    counts alone; the stream is the dynamic batching of a fresh permutation each epoch."""
+    graphs = input_pipeline.load_split(data_dir, "train")
+    assert_seeks_like_an_uninterrupted_stream(
+        lambda: input_pipeline.TrainBatches(graphs, 8, 2, seed=5), seeks=(0, 3, 4, 9), length=12)
+
+    rng = np.random.default_rng(5)
+    permuted = (graphs[i] for _ in range(4) for i in rng.permutation(len(graphs)))
+    stream = input_pipeline.TrainBatches(graphs, 8, 2, seed=5)
+    for expected in itertools.islice(input_pipeline.batches(permuted, 8, 2), 10):
+        got = next(stream)
+        for key in ("targets", "weights"):
+            np.testing.assert_array_equal(got[key], expected[key])
+        np.testing.assert_array_equal(got["inputs"].nodes, expected["inputs"].nodes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import json
 import math
 import os
 import subprocess
@@ -275,6 +276,38 @@ def test_packing_positions_and_segments():
     np.testing.assert_array_equal(rows[0]["inputs"], [5, 6, 2, 8, 2, 0])
     np.testing.assert_array_equal(rows[0]["inputs_position"], [0, 1, 2, 0, 1, 0])
     np.testing.assert_array_equal(rows[0]["targets_segmentation"], [1, 1, 2, 2, 2, 0])
+
+
+def test_a_resumed_train_stream_continues_from_its_position(data_dir):
+    """Resume (issue #24): a stream restored to the position() it had after batch k gives
+    batches k+1, ... of the uninterrupted one, inside a pack group, at its end and in later
+    epochs; each epoch packs every kept pair once."""
+    tok = input_pipeline.load_tokenizer(data_dir)
+    files = input_pipeline.split_files(data_dir, "train")
+
+    def stream():
+        return input_pipeline.TrainBatches(files, tok, 2, seed=9)
+
+    whole, positions, expected = stream(), [], []
+    for _ in range(12):
+        positions.append(whole.position())
+        expected.append(next(whole))
+    assert len({p["epoch"] for p in positions}) > 1 and any(p["rows_taken"] for p in positions)
+    for k in (0, 1, 5, 11):
+        resumed = stream()
+        resumed.restore(json.loads(json.dumps(positions[k])))  # as the checkpoint keeps it
+        for j in range(k, 12):
+            batch = next(resumed)
+            for key in expected[j]:
+                np.testing.assert_array_equal(batch[key], expected[j][key], err_msg=f"batch {j} after restore({k})")
+
+    one_row = input_pipeline.TrainBatches(files, tok, 1, seed=9)
+    packed = []  # the source sentences of epoch 0's rows, unpacked by segment
+    while (row := next(one_row)) and one_row.position()["epoch"] == 0:
+        inputs, segments = row["inputs"][0], row["inputs_segmentation"][0]
+        packed += [tuple(inputs[segments == k]) for k in range(1, segments.max() + 1)]
+    kept = [tuple(src) for src, _ in input_pipeline.pairs(data_dir, "train", tok)]
+    assert sorted(packed) == sorted(kept)
 
 
 @pytest.mark.slow  # ~30 s wall on 2 busy cores (train step + beam-search eval compile)

@@ -181,3 +181,32 @@ def test_a_mapped_queue_keeps_its_seek():
     expected = [next(plain)["targets"].sum() for _ in range(7)]
     queue = CountingIterator(MappedQueue(ShuffledBatches(split, 10, seed=1), lambda b: b["targets"].sum()))
     assert queue.skip(5) and [next(queue), next(queue)] == expected[5:7]
+
+
+def test_a_saved_position_is_restored_before_a_seek_and_wrappers_keep_it():
+    from algoperf.array_workload import MappedQueue
+
+    calls = []
+
+    class Stream:
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return {"targets": np.zeros(1)}
+
+        def seek(self, n):
+            calls.append(("seek", n))
+
+        def position(self):
+            return {"at": 3}
+
+        def restore(self, position):
+            calls.append(("restore", position))
+
+    queue = CountingIterator(MappedQueue(BatchQueue(Stream()), lambda b: b))
+    assert queue.position() == {"at": 3}
+    assert queue.skip(5, {"at": 3}) and queue.count == 5
+    assert queue.skip(6) and queue.count == 6  # a checkpoint without a position: seek
+    assert calls == [("restore", {"at": 3}), ("seek", 6)]
+    assert CountingIterator(iter(range(3))).position() is None

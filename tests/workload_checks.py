@@ -48,3 +48,24 @@ def nadamw_losses(workload: spec.Workload, params: Any, batch: dict, steps: int,
         params, opt_state, value = step(params, opt_state, jax.random.PRNGKey(i))
         losses.append(float(value))
     return losses
+
+
+def assert_seeks_like_an_uninterrupted_stream(make_stream: Any, seeks: tuple[int, ...], length: int) -> None:
+    """A resumed trial's train stream (issue #24): for each n in ``seeks``, a fresh stream
+    from ``make_stream()`` after ``seek(n)`` gives batches n .. length-1 of an uninterrupted one,
+    every array of every batch equal."""
+    import numpy as np
+
+    def host(batch: dict) -> dict:
+        return jax.tree.map(np.asarray, batch)
+
+    whole = make_stream()
+    expected = [host(next(whole)) for _ in range(length)]
+    for n in seeks:
+        resumed = make_stream()
+        resumed.seek(n)
+        for k in range(n, length):
+            got = host(next(resumed))
+            assert jax.tree.structure(got) == jax.tree.structure(expected[k]), f"batch {k} after seek({n})"
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected[k]), strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"batch {k} after seek({n})")

@@ -32,16 +32,25 @@ class CountingIterator:
         self.count += 1
         return item
 
-    def skip(self, n: int) -> bool:
+    def position(self) -> Any:
+        """The queue's own ``position()`` for a checkpoint (JSON), where it has one, else None."""
+        position = getattr(self._iterator, "position", None)
+        return position() if position is not None else None
+
+    def skip(self, n: int, position: Any = None) -> bool:
         """Go on after the first ``n`` batches; whether the queue is now at batch ``n``.
 
-        A queue with a ``seek(n)`` method (``algoperf.array_workload.BatchQueue``) jumps
-        there without making the batches it skips. Any other is drawn and dropped, unless
-        that means more than ``MAX_FAST_FORWARD_BATCHES`` batches: then it stays at its
-        beginning (returns False).
+        A queue that gave a ``position()`` to the checkpoint is ``restore``d to it (a stream
+        whose batch boundaries depend on its data: WMT's packed rows). A queue with a
+        ``seek(n)`` method (``algoperf.data.epochs.SeekableBatches``) jumps there without
+        making the batches it skips. Any other is drawn and dropped, unless that means more
+        than ``MAX_FAST_FORWARD_BATCHES`` batches: then it stays at its beginning (returns False).
         """
+        restore = getattr(self._iterator, "restore", None)
         seek = getattr(self._iterator, "seek", None)
-        if seek is not None:
+        if position is not None and restore is not None:
+            restore(position)
+        elif seek is not None:
             seek(n)
         elif n <= MAX_FAST_FORWARD_BATCHES:
             for _ in range(n):

@@ -308,6 +308,7 @@ class _TrialState:
                 "validation_reached": self.validation_reached,
                 "test_reached": self.test_reached,
                 "batches_consumed": self.input_queue.count,
+                "input_position": self.input_queue.position(),
                 "preemption_count": self.preemption_count,
             }
             self._checkpointer.save(self.global_step, self._checkpoint_trees(), info)
@@ -317,7 +318,7 @@ class _TrialState:
 
         Restores params, optimizer and model state, the RNG, the step, the clock's
         accumulated times, the eval results, and the input queue's position
-        (``CountingIterator.skip``: a seek where the pipeline has one).
+        (``CountingIterator.skip``: the pipeline's own position or a seek where it has one).
         The steps after the checkpoint are trained again; their time is not charged twice.
         """
         # (run_trial checked already that the checkpoint is this trial's: ``_resume_point``.)
@@ -344,7 +345,7 @@ class _TrialState:
         self.validation_reached, self.test_reached = bool(info["validation_reached"]), bool(info["test_reached"])
         self.train_state.values.update(validation_goal_reached=self.validation_reached, test_goal_reached=self.test_reached)
         consumed = int(info["batches_consumed"])
-        restored = self.input_queue.skip(consumed)
+        restored = self.input_queue.skip(consumed, info.get("input_position"))
         jax.block_until_ready(self._checkpoint_trees())
         self.resume_info = {"from_step": self.global_step, "batches_consumed": consumed, "data_position_restored": restored}
 

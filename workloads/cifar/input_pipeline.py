@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
-from algoperf import jax_sharding_utils
+from algoperf.array_workload import BatchQueue
 from algoperf.data import tfrecord
+from algoperf.data.epochs import EpochOrder, SeekableBatches
 from algoperf.data.seeds import seed_from_rng
 from algoperf.spec import DataNotFoundError
 
@@ -126,26 +126,26 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def host_batches(split: Split, kind: str, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
-    """Endless batches. kind 'train': shuffled + augmented, full batches; 'eval_train':
-    shuffled, not augmented; 'eval': in order, each epoch's last batch zero-padded with
-    weight 0 (every eval batch has 'weights')."""
+def train_batches(split: Split, kind: str, batch_size: int, seed: int) -> SeekableBatches:
+    """Endless full batches, reshuffled every epoch (``algoperf.data.epochs``). kind 'train':
+    augmented, batch ``b``'s crops and flips drawn from ``default_rng([seed, b])``;
+    'eval_train': not augmented, with all-one 'weights'. Seekable: a resumed trial goes on at
+    its next batch without making the ones before it."""
+    images, targets = split["images"], split["targets"]
+    order = EpochOrder(len(targets), batch_size, seed, what=f"the {len(targets)} training images")
+
+    def make(idx: np.ndarray, b: int) -> dict[str, np.ndarray]:
+        if kind == "train":
+            return {"inputs": normalize(augment(images[idx], np.random.default_rng([seed, b]))), "targets": targets[idx]}
+        return {"inputs": normalize(images[idx]), "targets": targets[idx], "weights": np.ones(len(idx), np.float32)}
+
+    return SeekableBatches(order, make)
+
+
+def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless passes in stored order; each pass's last batch zero-padded with weight 0."""
     images, targets = split["images"], split["targets"]
     n = len(targets)
-    rng = np.random.default_rng(seed)
-    if kind in ("train", "eval_train"):
-        if batch_size > n:
-            raise ValueError(f"batch size {batch_size} is larger than the {n} training images")
-        order = np.zeros(0, np.int64)
-        while True:
-            while len(order) < batch_size:
-                order = np.concatenate([order, rng.permutation(n)])
-            idx, order = order[:batch_size], order[batch_size:]
-            batch_images = augment(images[idx], rng) if kind == "train" else images[idx]
-            batch = {"inputs": normalize(batch_images), "targets": targets[idx]}
-            if kind == "eval_train":
-                batch["weights"] = np.ones(batch_size, np.float32)
-            yield batch
     while True:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -162,12 +162,11 @@ def host_batches(split: Split, kind: str, batch_size: int, seed: int) -> Iterato
 
 def build_input_queue(
     splits: dict[str, Split], data_rng: Any, split: str, global_batch_size: int, num_batches: int | None = None
-) -> Iterator[dict[str, jax.Array]]:
-    """Device batches of ``split`` ('train', 'eval_train', 'validation', 'test')."""
-    kind = split if split in ("train", "eval_train") else "eval"
-    arrays = splits["train" if split == "eval_train" else split]
-    sharding = jax_sharding_utils.get_batch_dim_sharding()
-    for i, batch in enumerate(host_batches(arrays, kind, global_batch_size, seed_from_rng(data_rng))):
-        if num_batches is not None and i >= num_batches:
-            return
-        yield jax.device_put(batch, sharding)
+) -> BatchQueue:
+    """Device batches of ``split`` ('train', 'eval_train', 'validation', 'test'); the train
+    queue can ``seek``."""
+    if split in ("train", "eval_train"):
+        batches = train_batches(splits["train"], split, global_batch_size, seed_from_rng(data_rng))
+    else:
+        batches = eval_batches(splits[split], global_batch_size)
+    return BatchQueue(batches, num_batches)

@@ -32,6 +32,7 @@ validation = ``day_23_19 .. day_23_35``. Files are streamed: a batch is the next
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import glob
@@ -314,8 +315,34 @@ def open_maybe_gz(path: str | Path) -> IO[bytes]:
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
-def _pieces(files: list[str], batch_size: int) -> Iterator[tuple[list[tuple[str, bytes]], int]]:
-    """Consecutive lines of ``files`` (in order) in groups of ``batch_size``, streamed.
+@functools.cache
+def count_lines(path: str) -> int:
+    """Lines in ``path`` (a last line without a newline counts), read in 16 MiB blocks and
+    never parsed: what a seek pays instead of parsing the batches it skips."""
+    count, last = 0, b"\n"
+    with open_maybe_gz(path) as f:
+        while block := f.read(1 << 24):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _locate(files: list[str], line: int) -> tuple[int, int] | None:
+    """(file index, line in that file) of line ``line`` of ``files`` read one after another;
+    None past their end. Counts the lines of the files up to it, no further."""
+    for k, path in enumerate(files):
+        lines = count_lines(path)
+        if line < lines:
+            return k, line
+        line -= lines
+    return None
+
+
+def _pieces(
+    files: list[str], batch_size: int, start: tuple[int, int] = (0, 0)
+) -> Iterator[tuple[list[tuple[str, bytes]], int]]:
+    """Consecutive lines of ``files`` (in order, from line ``start[1]`` of file ``start[0]``)
+    in groups of ``batch_size``, streamed.
 
     Yields ([(file, its lines as bytes), ...], number of lines); a group spans file
     boundaries like the reference's ``flat_map(TextLineDataset).batch``; the last group
@@ -323,8 +350,11 @@ def _pieces(files: list[str], batch_size: int) -> Iterator[tuple[list[tuple[str,
     """
     group: list[tuple[str, bytes]] = []
     count = 0
-    for path in files:
+    first_file, skip = start
+    for path in files[first_file:]:
         with open_maybe_gz(path) as f:
+            collections.deque(itertools.islice(f, skip), maxlen=0)  # skipped unread-as-rows
+            skip = 0
             while True:
                 lines = list(itertools.islice(f, batch_size - count))
                 if not lines:
@@ -340,36 +370,77 @@ def _pieces(files: list[str], batch_size: int) -> Iterator[tuple[list[tuple[str,
         yield group, count
 
 
+class LineBatches:
+    """Parsed batches of consecutive lines; the files in a seeded random order each epoch
+    (drawn in turn from ``default_rng(shuffle_seed)``) if ``shuffle_seed`` is given.
+
+    Every batch carries 'weights'; a short last batch (``drop_remainder=False``) is
+    zero-padded to ``batch_size`` with weight 0 on the padding. ``seek(n)`` makes batch ``n``
+    the next one: the lines before it are counted and skipped, never parsed.
+    """
+
+    def __init__(self, files: list[str], batch_size: int, shuffle_seed: int | None, repeat: bool,
+                 drop_remainder: bool):
+        self._files, self._batch_size, self._seed = list(files), batch_size, shuffle_seed
+        self._repeat, self._drop_remainder = repeat, drop_remainder
+        self.seek(0)
+
+    def seek(self, n: int) -> None:
+        """The next batch is batch ``n`` (0 = the first)."""
+        self._batches = self._from(n)
+
+    def __iter__(self) -> LineBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return next(self._batches)
+
+    def _from(self, n: int) -> Iterator[dict[str, np.ndarray]]:
+        b = self._batch_size
+        rng = np.random.default_rng(self._seed)
+        while True:
+            order = list(self._files)
+            if self._seed is not None:
+                rng.shuffle(order)
+            start = (0, 0)
+            if n:
+                # Batch n is in this epoch if its last line (its first, for a padded last batch) is.
+                if _locate(order, (n + 1) * b - 1 if self._drop_remainder else n * b) is None:
+                    total = sum(count_lines(f) for f in order)
+                    per_epoch = total // b if self._drop_remainder else -(-total // b)
+                    if not self._repeat or not per_epoch:
+                        return
+                    n -= per_epoch
+                    continue
+                start, n = _locate(order, n * b), 0
+            produced = False
+            for group, count in _pieces(order, b, start):
+                if count < b and self._drop_remainder:
+                    break
+                produced = True
+                yield _parsed(group, count, b)
+            if not self._repeat:
+                return
+            if not produced:
+                raise ValueError(f"the criteo1tb files {self._files[:2]}... hold fewer lines than one batch of {b}")
+
+
+def _parsed(group: list[tuple[str, bytes]], count: int, batch_size: int) -> dict[str, np.ndarray]:
+    parsed = [parse_block(data, path) for path, data in group]
+    out = {k: np.concatenate([p[k] for p in parsed]) for k in ("inputs", "targets")}
+    pad = batch_size - count
+    if pad:
+        out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
+    out["weights"] = np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)])
+    return out
+
+
 def batches(
     files: list[str],
     batch_size: int,
     shuffle_seed: int | None,
     repeat: bool,
     drop_remainder: bool,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Parsed batches of consecutive lines; files in a seeded random order if ``shuffle_seed``.
-
-    Every batch carries 'weights'; a short last batch (``drop_remainder=False``) is
-    zero-padded to ``batch_size`` with weight 0 on the padding.
-    """
-    rng = np.random.default_rng(shuffle_seed)
-    while True:
-        order = list(files)
-        if shuffle_seed is not None:
-            rng.shuffle(order)
-        produced = False
-        for group, count in _pieces(order, batch_size):
-            if count < batch_size and drop_remainder:
-                break
-            produced = True
-            parsed = [parse_block(data, path) for path, data in group]
-            out = {k: np.concatenate([p[k] for p in parsed]) for k in ("inputs", "targets")}
-            pad = batch_size - count
-            if pad:
-                out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
-            out["weights"] = np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)])
-            yield out
-        if not repeat:
-            return
-        if not produced:
-            raise ValueError(f"the criteo1tb files {files[:2]}... hold fewer lines than one batch of {batch_size}")
+) -> LineBatches:
+    """``LineBatches`` of ``files`` (its docstring)."""
+    return LineBatches(files, batch_size, shuffle_seed, repeat, drop_remainder)

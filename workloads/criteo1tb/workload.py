@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, losses, param_utils, spec
+from algoperf.array_workload import BatchQueue, MappedQueue
 from algoperf.data.seeds import seed_from_rng
 from algoperf.eval_loop import dispatch_then_fetch
 
@@ -142,17 +143,9 @@ class Criteo1TbDlrmSmallWorkload(spec.Workload):
             repeat=split == "train" or bool(repeat_final_dataset),
             drop_remainder=split == "train",
         )
-        return self._placed(batches, split, num_batches)
-
-    @staticmethod
-    def _placed(batches, split, num_batches) -> Iterator[dict[str, Any]]:
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                return
-            if split == "train":
-                batch = {k: v for k, v in batch.items() if k != "weights"}
-            yield jax.device_put(batch, sharding)
+        if split == "train":  # train batches are full: no weights (MappedQueue keeps the seek)
+            batches = MappedQueue(batches, lambda batch: {k: v for k, v in batch.items() if k != "weights"})
+        return BatchQueue(batches, num_batches)
 
     # --- evaluation ----------------------------------------------------------------
     @functools.cached_property

@@ -9,7 +9,7 @@ import jax
 
 from algoperf import spec
 
-from . import input_pipeline
+from . import input_pipeline, preprocessing
 from .base import ImageClassifierWorkload
 from .model import resnet50
 
@@ -20,12 +20,12 @@ class ImagenetWorkload(ImageClassifierWorkload):
     num_train_examples = 1_281_167
     num_validation_examples = 50_000
     num_test_examples = 10_000  # ImageNet-v2 matched-frequency
-    train_mean = input_pipeline.MEAN_RGB
-    train_stddev = input_pipeline.STDDEV_RGB
-    center_crop_size = input_pipeline.CENTER_CROP_SIZE
-    resize_size = input_pipeline.RESIZE_SIZE
-    aspect_ratio_range = input_pipeline.CROP_ASPECT_RANGE
-    scale_ratio_range = input_pipeline.CROP_AREA_RANGE
+    train_mean = preprocessing.MEAN_RGB
+    train_stddev = preprocessing.STDDEV_RGB
+    center_crop_size = preprocessing.CENTER_CROP_SIZE
+    resize_size = preprocessing.RESIZE_SIZE
+    aspect_ratio_range = preprocessing.CROP_ASPECT_RANGE
+    scale_ratio_range = preprocessing.CROP_AREA_RANGE
     init_shape = (224, 224, 3)
     # Train-stream augmentations beyond crop + flip (the ViT workloads turn both on).
     use_mixup = False

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from algoperf import spec
+from algoperf.data.epochs import EpochOrder, SeekableBatches
 
 FORMAT = "algoperf-lm-tokens-v1"
 SEQ_LEN = 1024
@@ -66,15 +67,11 @@ def _batch(rows: np.ndarray, size: int) -> dict[str, np.ndarray]:
     return {"inputs": out[:, :-1], "targets": out[:, 1:], "weights": weights}
 
 
-def train_batches(data: np.ndarray, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
-    """Endless batches of whole windows, a fresh permutation every epoch."""
-    if batch_size > len(data):
-        raise ValueError(f"batch size {batch_size} is larger than the {len(data)} training windows")
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(len(data))
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield _batch(data[np.sort(order[start : start + batch_size])], batch_size)
+def train_batches(data: np.ndarray, batch_size: int, seed: int) -> SeekableBatches:
+    """Endless batches of whole windows, reshuffled every epoch (``algoperf.data.epochs``);
+    seekable, so a resumed trial goes on at its next batch."""
+    order = EpochOrder(len(data), batch_size, seed, what=f"the {len(data)} training windows")
+    return SeekableBatches(order, lambda idx, b: _batch(data[np.sort(idx)], batch_size))
 
 
 def eval_batches(data: np.ndarray, batch_size: int, num_examples: int) -> Iterator[dict[str, np.ndarray]]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.array_workload import BatchQueue
 from algoperf.data.seeds import seed_from_rng
 from algoperf.eval_loop import dispatch_then_fetch, summed
 from algoperf.losses import token_cross_entropy
@@ -131,11 +132,7 @@ class LmWorkload(spec.Workload):
         else:
             limit = self.num_eval_train_examples if split == "eval_train" else self.num_validation_examples
             batches = input_pipeline.eval_batches(data, global_batch_size, limit)
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                return
-            yield jax.device_put(batch, sharding)
+        return BatchQueue(batches, num_batches)  # keeps the train stream's seek
 
     @functools.cached_property
     def _eval_step(self):

@@ -24,9 +24,10 @@ permutation instead of TFDS file shuffling plus a 32,768-graph buffer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,6 +41,8 @@ AVG_EDGES_PER_GRAPH = 56
 NUM_TASKS = 128
 TFDS_NAME = "ogbg_molpcba"
 TFDS_VERSION = "0.1.3"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -138,13 +141,15 @@ def _pad_shard(graphs: list[Graph], b: int) -> dict[str, np.ndarray]:
     }
 
 
-def _shard_batches(graphs: Iterable[Graph], b: int) -> Iterator[list[Graph]]:
-    """Greedy dynamic batching: at most ``b`` graphs, ``26 b`` nodes, ``56 b`` edges."""
+def _shards(items: Iterable[T], size: Callable[[T], tuple[int, int]], b: int) -> Iterator[list[T]]:
+    """Greedy dynamic batching: at most ``b`` items, ``26 b`` nodes, ``56 b`` edges, where
+    ``size(item)`` is (nodes, edges); items are graphs, or indices of graphs when a stream
+    seeks (its batch boundaries then cost no graph copies)."""
     max_nodes, max_edges = AVG_NODES_PER_GRAPH * b, AVG_EDGES_PER_GRAPH * b
-    current: list[Graph] = []
+    current: list[T] = []
     nodes = edges = 0
-    for g in graphs:
-        n, m = len(g.nodes), len(g.senders)
+    for item in items:
+        n, m = size(item)
         if n > max_nodes or m > max_edges:
             raise ValueError(
                 f"a graph with {n} nodes and {m} edges does not fit a shard budget of "
@@ -153,11 +158,15 @@ def _shard_batches(graphs: Iterable[Graph], b: int) -> Iterator[list[Graph]]:
         if len(current) == b or nodes + n > max_nodes or edges + m > max_edges:
             yield current
             current, nodes, edges = [], 0, 0
-        current.append(g)
+        current.append(item)
         nodes += n
         edges += m
     if current:
         yield current
+
+
+def _graph_size(g: Graph) -> tuple[int, int]:
+    return len(g.nodes), len(g.senders)
 
 
 def _concat_shards(shards: list[dict[str, np.ndarray]]) -> dict:
@@ -173,16 +182,18 @@ def _concat_shards(shards: list[dict[str, np.ndarray]]) -> dict:
     return {"inputs": inputs, "targets": cat["targets"], "weights": cat["weights"]}
 
 
+def _shard_size(global_batch_size: int, num_shards: int) -> int:
+    if global_batch_size % num_shards:
+        raise ValueError(f"batch size {global_batch_size} is not divisible by the {num_shards} devices")
+    return global_batch_size // num_shards
+
+
 def batches(graphs: Iterable[Graph], global_batch_size: int, num_shards: int) -> Iterator[dict]:
     """Global batches of ``num_shards`` padded shard-batches; a finite stream's last
     incomplete group is completed with empty shards, so no graph is dropped."""
-    if global_batch_size % num_shards:
-        raise ValueError(
-            f"batch size {global_batch_size} is not divisible by the {num_shards} devices"
-        )
-    b = global_batch_size // num_shards
+    b = _shard_size(global_batch_size, num_shards)
     group: list[dict[str, np.ndarray]] = []
-    for shard in _shard_batches(graphs, b):
+    for shard in _shards(graphs, _graph_size, b):
         group.append(_pad_shard(shard, b))
         if len(group) == num_shards:
             yield _concat_shards(group)
@@ -192,9 +203,34 @@ def batches(graphs: Iterable[Graph], global_batch_size: int, num_shards: int) ->
         yield _concat_shards(group)
 
 
-def shuffled_stream(graphs: list[Graph], seed: int) -> Iterator[Graph]:
-    """Endless stream of ``graphs``, a fresh permutation every epoch."""
-    rng = np.random.default_rng(seed)
-    while True:
-        for i in rng.permutation(len(graphs)):
-            yield graphs[i]
+class TrainBatches:
+    """Endless global batches of ``graphs``, a fresh permutation every epoch (the
+    permutations drawn in turn from ``default_rng(seed)``).
+
+    ``seek(n)`` makes batch ``n`` the next one: the shard boundaries before it are found from
+    the graphs' node and edge counts alone, with no graph copied or padded.
+    """
+
+    def __init__(self, graphs: list[Graph], global_batch_size: int, num_shards: int, seed: int):
+        self._b = _shard_size(global_batch_size, num_shards)
+        self._graphs, self._num_shards, self._seed = graphs, num_shards, seed
+        self._sizes = [_graph_size(g) for g in graphs]
+        self.seek(0)
+
+    def _order(self) -> Iterator[int]:
+        rng = np.random.default_rng(self._seed)
+        while True:
+            yield from rng.permutation(len(self._graphs)).tolist()
+
+    def seek(self, n: int) -> None:
+        """The next batch is batch ``n`` (0 = the first)."""
+        self._shard_indices = _shards(self._order(), self._sizes.__getitem__, self._b)
+        for _ in range(n * self._num_shards):
+            next(self._shard_indices)
+
+    def __iter__(self) -> TrainBatches:
+        return self
+
+    def __next__(self) -> dict:
+        shards = [next(self._shard_indices) for _ in range(self._num_shards)]
+        return _concat_shards([_pad_shard([self._graphs[i] for i in shard], self._b) for shard in shards])

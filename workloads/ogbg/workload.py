@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.array_workload import BatchQueue
 from algoperf.data.seeds import seed_from_rng
 
 from . import input_pipeline, metrics
@@ -157,22 +158,19 @@ class OgbgWorkload(spec.Workload):
         num_batches: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         graphs = self._split_graphs(split, data_dir)  # read now: setup, not submission time
-        if split == "train":
-            stream = input_pipeline.shuffled_stream(graphs, seed_from_rng(data_rng))
-        elif split == "eval_train":
+        # One shard-batch per device of the trial's mesh (not jax.device_count(): a trial or
+        # test may narrow the devices with jax_sharding_utils.use_devices).
+        num_shards = jax_sharding_utils.get_mesh().size
+        if split == "train":  # seekable: a resumed trial goes on at its next batch
+            return BatchQueue(input_pipeline.TrainBatches(graphs, global_batch_size, num_shards, seed_from_rng(data_rng)),
+                              num_batches)
+        if split == "eval_train":
             # A fixed random subset of the training set (the reference draws a fresh one).
             order = np.random.default_rng(0).permutation(len(graphs))[: self.num_eval_train_examples]
             stream = (graphs[i] for i in np.sort(order))
         else:
             stream = iter(graphs)
-        # One shard-batch per device of the trial's mesh (not jax.device_count(): a trial or
-        # test may narrow the devices with jax_sharding_utils.use_devices).
-        num_shards = jax_sharding_utils.get_mesh().size
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-        for i, batch in enumerate(input_pipeline.batches(stream, global_batch_size, num_shards)):
-            if num_batches is not None and i >= num_batches:
-                return
-            yield jax.device_put(batch, sharding)
+        return BatchQueue(input_pipeline.batches(stream, global_batch_size, num_shards), num_batches)
 
     @functools.cached_property
     def _eval_logits(self):

@@ -9,8 +9,9 @@ with bytes features ``de`` (inputs) and ``en`` (targets).
 
 As in the reference: both sides are tokenized with EOS appended (id 2; id 0 is padding
 and <unk>); pairs longer than 256 tokens on either side are dropped on every split;
-training shuffles with a 1024-example buffer over the stored order, repeats, and packs
-consecutive groups of 256 examples into rows of 256 tokens (``*_position`` restart at 0
+training reads every epoch in a fresh random order (the reference: TFDS file shuffling
+and a 1024-example buffer; ``TrainBatches`` says why) and packs consecutive groups of 256
+examples into rows of 256 tokens (``*_position`` restart at 0
 per sub-sequence, ``*_segmentation`` 1, 2, ... and 0 on padding); eval batches are padded
 to 256 tokens and to the full batch, with 'weights' 1 on real rows.
 """
@@ -161,24 +162,81 @@ def pad_row(seq: np.ndarray, length: int = MAX_LEN) -> np.ndarray:
     return out
 
 
-def train_batches(
-    data_dir: str | None, tokenizer, global_batch_size: int, seed: int
-) -> Iterator[dict[str, np.ndarray]]:
-    """Endless packed training batches (stored order, 1024-buffer shuffle per epoch)."""
-    rng = np.random.default_rng(seed)
+class TrainBatches:
+    """Endless packed training batches that a resumed trial continues exactly.
 
-    def repeated() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        while True:
-            yield from shuffle_buffer(pairs(data_dir, "train", tokenizer), SHUFFLE_BUFFER, rng)
+    Epoch ``e`` reads the train records in the order ``default_rng([seed, e]).permutation``
+    (random access through the record index: only headers are read to build it);
+    consecutive groups of 256 kept pairs (an epoch's last group may be smaller) are packed
+    into rows of 256 tokens; ``global_batch_size`` rows make a batch.
 
-    rows: list[dict] = []
-    for row in pack(repeated()):
-        rows.append(row)
-        if len(rows) == global_batch_size:
-            batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-            batch["weights"] = (batch["targets"] > 0).astype(np.float32)
-            yield batch
-            rows = []
+    Where a batch boundary falls depends on token lengths, so no batch count says where the
+    stream is without tokenizing everything before it. Instead ``position()`` is small:
+    the epoch, where the current pack group starts in that epoch's order, and how many of
+    its rows were taken. ``restore(position)`` re-reads that one group and drops the rows
+    taken (the runner keeps the position in its checkpoint: ``algoperf.runner.resume``).
+    """
+
+    def __init__(self, files: list[Path], tokenizer, global_batch_size: int, seed: int):
+        self._files, self._tokenizer = files, tokenizer
+        self._batch_size, self._seed = global_batch_size, seed
+        index = [(k, offset, length) for k, path in enumerate(files) for offset, length in tfrecord.index_records(path)]
+        if not index:
+            raise spec.DataNotFoundError(f"the WMT train files {[str(f) for f in files[:2]]} hold no records: {_HOW}")
+        self._index = np.asarray(index, np.int64)
+        self.restore({"epoch": 0, "group_start": 0, "rows_taken": 0})
+
+    def _pair(self, record: int) -> tuple[np.ndarray, np.ndarray] | None:
+        k, offset, length = (int(v) for v in self._index[record])
+        example = tfrecord.parse_example(tfrecord.read_record(self._files[k], offset, length))
+        src, tgt = tokenize(self._tokenizer, example["de"][0]), tokenize(self._tokenizer, example["en"][0])
+        return (src, tgt) if max(len(src), len(tgt)) <= MAX_LEN else None
+
+    def _start_epoch(self, epoch: int) -> None:
+        self._epoch, self._at = epoch, 0
+        self._order = np.random.default_rng([self._seed, epoch]).permutation(len(self._index))
+
+    def _read_group(self) -> None:
+        """The next pack group: from the next record on, until 256 pairs are kept or the epoch ends."""
+        if self._at == len(self._order):
+            self._start_epoch(self._epoch + 1)
+        self._group_start, pairs = self._at, []
+        while len(pairs) < PACK_GROUP and self._at < len(self._order):
+            pair = self._pair(int(self._order[self._at]))
+            self._at += 1
+            if pair is not None:
+                pairs.append(pair)
+        if not pairs and self._group_start == 0:
+            raise ValueError(f"no WMT train pair is at most {MAX_LEN} tokens long on both sides")
+        self._rows, self._rows_taken = list(_pack_group(pairs, MAX_LEN))[::-1], 0
+
+    def _row(self) -> dict:
+        while not self._rows:
+            self._read_group()
+        self._rows_taken += 1
+        return self._rows.pop()
+
+    def position(self) -> dict[str, int]:
+        """Where the stream is (JSON): what ``restore`` needs to continue from here."""
+        return {"epoch": self._epoch, "group_start": self._group_start, "rows_taken": self._rows_taken}
+
+    def restore(self, position: dict[str, int]) -> None:
+        """Continue from ``position()``: one pack group re-read, its taken rows dropped."""
+        self._start_epoch(int(position["epoch"]))
+        self._at, self._group_start, self._rows, self._rows_taken = int(position["group_start"]), int(position["group_start"]), [], 0
+        if position["rows_taken"]:
+            self._read_group()
+            del self._rows[len(self._rows) - int(position["rows_taken"]):]
+            self._rows_taken = int(position["rows_taken"])
+
+    def __iter__(self) -> TrainBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        rows = [self._row() for _ in range(self._batch_size)]
+        batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        batch["weights"] = (batch["targets"] > 0).astype(np.float32)
+        return batch
 
 
 def eval_batches(

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, param_utils, spec
+from algoperf.array_workload import BatchQueue
 from algoperf.data.seeds import seed_from_rng
 from algoperf.losses import token_cross_entropy
 
@@ -147,9 +148,9 @@ class WmtWorkload(spec.Workload):
         self, data_rng: spec.RandomState, split: str, data_dir: str | None, global_batch_size: int
     ) -> Iterator[dict[str, np.ndarray]]:
         tok = self.tokenizer(data_dir)
-        input_pipeline.split_files(data_dir, split)  # fail now, clearly, if files are missing
+        files = input_pipeline.split_files(data_dir, split)  # fail now, clearly, if files are missing
         if split == "train":
-            return input_pipeline.train_batches(data_dir, tok, global_batch_size, seed_from_rng(data_rng))
+            return input_pipeline.TrainBatches(files, tok, global_batch_size, seed_from_rng(data_rng))
         examples = input_pipeline.pairs(data_dir, split, tok)
         if split == "eval_train":
             rng = np.random.default_rng(seed_from_rng(data_rng))
@@ -168,15 +169,7 @@ class WmtWorkload(spec.Workload):
         num_batches: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         batches = self._host_batches(data_rng, split, data_dir, global_batch_size)
-        return self._placed(batches, num_batches)
-
-    @staticmethod
-    def _placed(batches: Iterator[dict], num_batches: int | None) -> Iterator[dict]:
-        sharding = jax_sharding_utils.get_batch_dim_sharding()
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                return
-            yield jax.device_put(batch, sharding)
+        return BatchQueue(batches, num_batches)  # keeps the train stream's position / restore
 
     # --- evaluation ------------------------------------------------------------------
     @functools.cached_property
