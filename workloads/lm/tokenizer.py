@@ -15,7 +15,9 @@ algorithm (OpenAI's GPT-2 encoder, also Hugging Face's ``ByteLevel`` BPE):
 4. Look the symbols up in the vocabulary.
 
 Files: Hugging Face's ``tokenizer.json`` (``model.vocab``, ``model.merges`` as "a b"
-strings or [a, b] pairs, ``added_tokens``) or a folder with ``vocab.json`` + ``merges.txt``.
+strings or [a, b] pairs, ``added_tokens``), or a folder with ``vocab.json`` + ``merges.txt``
+(Hugging Face's names) or ``encoder.json`` + ``vocab.bpe`` (GPT-2's own release: the same
+two files).
 """
 
 from __future__ import annotations
@@ -60,12 +62,14 @@ class ByteLevelBPE:
 
     @classmethod
     def load(cls, path: str | Path) -> ByteLevelBPE:
-        """From ``tokenizer.json`` or a folder with ``vocab.json`` and ``merges.txt``."""
+        """From ``tokenizer.json`` or a folder with ``vocab.json`` + ``merges.txt`` (or
+        GPT-2's ``encoder.json`` + ``vocab.bpe``)."""
         path = Path(path)
         try:
             if path.is_dir():
-                vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
-                lines = (path / "merges.txt").read_text(encoding="utf-8").splitlines()
+                names = ("encoder.json", "vocab.bpe") if (path / "encoder.json").is_file() else ("vocab.json", "merges.txt")
+                vocab = json.loads((path / names[0]).read_text(encoding="utf-8"))
+                lines = (path / names[1]).read_text(encoding="utf-8").splitlines()
                 merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
             else:
                 spec_ = json.loads(path.read_text(encoding="utf-8"))
@@ -79,7 +83,8 @@ class ByteLevelBPE:
         except FileNotFoundError as e:
             raise spec.DataNotFoundError(
                 f"no tokenizer at {e.filename}: pass GPT-2's tokenizer.json (or a folder with vocab.json "
-                "and merges.txt), e.g. from https://huggingface.co/openai-community/gpt2"
+                "and merges.txt, or GPT-2's encoder.json and vocab.bpe), e.g. from "
+                "https://huggingface.co/openai-community/gpt2"
             ) from e
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path} is not a BPE tokenizer.json / vocab.json + merges.txt ({e!r})") from e
