@@ -6,6 +6,7 @@ import ast
 import functools
 import json
 import math
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -192,17 +193,17 @@ def test_sgd_momentum_matches_the_hand_computed_rule(name, nesterov):
     mu, wd, lr = 0.9, 0.01, 0.1
     hparams = hp(learning_rate=lr, one_minus_beta1=1 - mu, weight_decay=wd, warmup_factor=0.0,
                  decay_steps_factor=1.0, end_factor=1.0)  # a constant learning rate
-    optimizer = module(name).make_optimizer(hparams, 100)
     rng = np.random.default_rng(1)
     p = rng.normal(size=4)
-    params, state, b = jnp.asarray(p, jnp.float32), None, np.zeros(4)
-    state = optimizer.init(params)
+    params, b = jnp.asarray(p, jnp.float32), np.zeros(4)
+    # Through the AlgoPerf API: sgd_nesterov is heavy_ball's code with nesterov=True.
+    state, update = module(name).init_optimizer_state(SimpleNamespace(step_hint=100), params, None, hparams, None)
     for _ in range(4):
         g = rng.normal(size=4)
         gw = g + wd * p
         b = mu * b + gw
         p = p - lr * ((mu * b + gw) if nesterov else b)
-        updates, state = optimizer.update(jnp.asarray(g, jnp.float32), state, params)
+        updates, state = update(jnp.asarray(g, jnp.float32), state, params)
         params = params + updates
     np.testing.assert_allclose(np.asarray(params), p, rtol=1e-5)
 

@@ -10,7 +10,7 @@ import pytest
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.ctr import input_pipeline
 from algoperf.workloads.ctr.workload import CtrLayerNormWorkload, CtrWorkload
-from tests.workload_checks import nadamw_losses
+from tests.workload_checks import nadamw_losses, workload_on_arrays
 
 SMALL = {"train": 3000, "validation": 700, "test": 500}
 
@@ -22,11 +22,7 @@ def small_arrays() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def workload(small_arrays):
-    """The workload reading the small generated splits instead of the full cached ones."""
-    splits = input_pipeline.to_splits(small_arrays)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(input_pipeline, "load", lambda data_dir=None: splits)
-        yield CtrWorkload()
+    yield from workload_on_arrays(input_pipeline, CtrWorkload, small_arrays)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from algoperf import param_utils, registry, spec
 from algoperf.workloads.molgraph import input_pipeline
 from algoperf.workloads.molgraph.metrics import average_precision, mean_average_precision
 from algoperf.workloads.molgraph.workload import MolgraphGeluWorkload, MolgraphWorkload
-from tests.workload_checks import nadamw_losses
+from tests.workload_checks import nadamw_losses, workload_on_arrays
 
 SMALL = {"train": 300, "validation": 120, "test": 80}
 
@@ -23,11 +23,7 @@ def small_arrays() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def workload(small_arrays):
-    """The workload reading the small generated splits instead of the full cached ones."""
-    splits = input_pipeline.to_splits(small_arrays)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(input_pipeline, "load", lambda data_dir=None: splits)
-        yield MolgraphWorkload()
+    yield from workload_on_arrays(input_pipeline, MolgraphWorkload, small_arrays)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from skimage.metrics import structural_similarity
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.mri import input_pipeline, metrics
 from algoperf.workloads.mri.workload import MriTanhWorkload, MriWorkload
+from tests.workload_checks import small_generated_data, workload_on_files
 
 SMALL = {"NUM_TRAIN": 64, "NUM_VALIDATION": 24, "NUM_TEST": 24}
 ssim = jax.jit(metrics.ssim)  # eager JAX compiles op by op: slower for the test
@@ -19,22 +20,12 @@ ssim = jax.jit(metrics.ssim)  # eager JAX compiles op by op: slower for the test
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    """A small generated dataset in a temporary data dir (keeps the user's cache untouched)."""
-    mp = pytest.MonkeyPatch()
-    for name, value in SMALL.items():
-        mp.setattr(input_pipeline, name, value)
-    data_dir = str(tmp_path_factory.mktemp("mri"))
-    yield data_dir, input_pipeline.load(data_dir)
-    mp.undo()
+    yield from small_generated_data(input_pipeline, SMALL, str(tmp_path_factory.mktemp("mri")))
 
 
 @pytest.fixture(scope="module")
 def workload(small_data):
-    data_dir, _ = small_data
-    w = MriWorkload()
-    for split in ("train", "validation", "test"):
-        w.split_arrays(split, data_dir)
-    return w
+    return workload_on_files(MriWorkload, small_data[0])
 
 
 # --- data ------------------------------------------------------------------------------

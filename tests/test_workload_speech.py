@@ -13,6 +13,7 @@ import pytest
 from algoperf import param_utils, registry, spec
 from algoperf.workloads.speech import input_pipeline, metrics
 from algoperf.workloads.speech.workload import SpeechGeluWorkload, SpeechWorkload
+from tests.workload_checks import small_generated_data, workload_on_files
 
 SMALL = {"NUM_TRAIN": 48, "NUM_VALIDATION": 20, "NUM_TEST": 20}
 T = input_pipeline.MAX_FRAMES
@@ -21,22 +22,12 @@ V = input_pipeline.VOCAB_SIZE
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    """A small generated dataset in a temporary data dir (keeps the user's cache untouched)."""
-    mp = pytest.MonkeyPatch()
-    for name, value in SMALL.items():
-        mp.setattr(input_pipeline, name, value)
-    data_dir = str(tmp_path_factory.mktemp("speech"))
-    yield data_dir, input_pipeline.load(data_dir)
-    mp.undo()
+    yield from small_generated_data(input_pipeline, SMALL, str(tmp_path_factory.mktemp("speech")))
 
 
 @pytest.fixture(scope="module")
 def workload(small_data):
-    data_dir, _ = small_data
-    w = SpeechWorkload()
-    for split in ("train", "validation", "test"):
-        w.split_arrays(split, data_dir)
-    return w
+    return workload_on_files(SpeechWorkload, small_data[0])
 
 
 # --- data ------------------------------------------------------------------------------

@@ -69,3 +69,33 @@ def assert_seeks_like_an_uninterrupted_stream(make_stream: Any, seeks: tuple[int
             assert jax.tree.structure(got) == jax.tree.structure(expected[k]), f"batch {k} after seek({n})"
             for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected[k]), strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"batch {k} after seek({n})")
+
+
+def workload_on_arrays(input_pipeline: Any, make_workload: Any, arrays: dict) -> Any:
+    """Fixture body: the workload reading small generated ``arrays`` (through the pipeline's
+    ``to_splits``) instead of its full cached splits, while the fixture lives."""
+    import pytest
+
+    splits = input_pipeline.to_splits(arrays)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(input_pipeline, "load", lambda data_dir=None: splits)
+        yield make_workload()
+
+
+def small_generated_data(input_pipeline: Any, sizes: dict[str, int], data_dir: str) -> Any:
+    """Fixture body: (data_dir, arrays) of a dataset generated at the module constants
+    ``sizes`` (e.g. NUM_TRAIN) in a temporary ``data_dir``, the user's cache untouched."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in sizes.items():
+            patch.setattr(input_pipeline, name, value)
+        yield data_dir, input_pipeline.load(data_dir)
+
+
+def workload_on_files(make_workload: Any, data_dir: str) -> Any:
+    """The workload with its three splits read from ``data_dir`` now."""
+    w = make_workload()
+    for split in ("train", "validation", "test"):
+        w.split_arrays(split, data_dir)
+    return w

@@ -23,8 +23,6 @@ import optax
 
 from algoperf import spec
 
-NESTEROV = False
-
 
 def learning_rate_schedule(hyperparameters: spec.Hyperparameters, step_hint: int) -> optax.Schedule:
     """Linear warmup to learning_rate, then linear decay to end_factor * learning_rate."""
@@ -43,8 +41,11 @@ def learning_rate_schedule(hyperparameters: spec.Hyperparameters, step_hint: int
     )
 
 
-def make_optimizer(hyperparameters: spec.Hyperparameters, step_hint: int) -> optax.GradientTransformation:
-    """Optional clipping, L2 weight decay into the gradient, then SGD with momentum."""
+def make_optimizer(
+    hyperparameters: spec.Hyperparameters, step_hint: int, nesterov: bool = False
+) -> optax.GradientTransformation:
+    """Optional clipping, L2 weight decay into the gradient, then SGD with momentum
+    (heavy-ball, or Nesterov's: ``submissions/sgd_nesterov`` is this module with ``nesterov=True``)."""
     transforms = []
     if getattr(hyperparameters, "grad_clip", None):
         transforms.append(optax.clip_by_global_norm(hyperparameters.grad_clip))
@@ -53,7 +54,7 @@ def make_optimizer(hyperparameters: spec.Hyperparameters, step_hint: int) -> opt
         optax.sgd(
             learning_rate=learning_rate_schedule(hyperparameters, step_hint),
             momentum=1.0 - hyperparameters.one_minus_beta1,
-            nesterov=NESTEROV,
+            nesterov=nesterov,
         ),
     ]
     return optax.chain(*transforms)
