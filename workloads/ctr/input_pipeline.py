@@ -32,11 +32,11 @@ The arrays are cached as an .npz file (about 3 s to generate).
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
+
+from algoperf.data import generated
 
 NUM_DENSE = 13
 NUM_CATEGORICAL = 26
@@ -60,16 +60,6 @@ BIAS = -1.65  # sets the click rate near Criteo Kaggle's 25%
 VERSION = 1  # bump when the generator changes: it renames the cache file
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _cache_path(data_dir: str | None) -> Path:
-    if data_dir:
-        root = Path(data_dir)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
-    key = f"{VERSION}-{SEED}-{NUM_TRAIN}-{NUM_VALIDATION}-{NUM_TEST}-{NUM_BUCKETS}-{BIAS}"
-    tag = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return root / "ctr" / f"ctr_{tag}.npz"
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -192,21 +182,13 @@ def generate(seed: int = SEED, sizes: dict[str, int] | None = None) -> dict[str,
 
 def load(data_dir: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test': {'inputs': [N, 39] float32, 'targets': [N] float32}."""
-    return to_splits(_load_arrays(_cache_path(data_dir)))
+    return to_splits(_load_arrays(generated.cache_path(data_dir, "ctr", VERSION, SEED, NUM_TRAIN, NUM_VALIDATION, NUM_TEST, NUM_BUCKETS, BIAS)))
 
 
 @functools.lru_cache(maxsize=1)
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     """The cached arrays (generated and saved first if missing); read once per process."""
-    if path.exists():
-        with np.load(path) as f:
-            return dict(f)
-    arrays = generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
-    return arrays
+    return generated.cached_arrays(path, generate)
 
 
 def to_splits(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -8,20 +8,12 @@ and cache them as an .npz file so later trials skip the ~2 s generation.
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-
 import numpy as np
+
+from algoperf.data import generated
 
 NUM_SAMPLES = 10_000
 SEED = 42
-
-
-def _cache_path(data_dir: str | None) -> Path:
-    root = Path(data_dir) if data_dir else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
-    tag = hashlib.sha1(f"{NUM_SAMPLES}-{SEED}".encode()).hexdigest()[:8]
-    return root / "mnist1d" / f"mnist1d_{tag}.npz"
 
 
 def generate() -> dict[str, np.ndarray]:
@@ -36,15 +28,7 @@ def generate() -> dict[str, np.ndarray]:
 
 def load(data_dir: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test' as {'inputs': (N, 40, 1) float32, 'targets': (N,) int32}."""
-    path = _cache_path(data_dir)
-    if path.exists():
-        arrays = dict(np.load(path))
-    else:
-        arrays = generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
+    arrays = generated.cached_arrays(generated.cache_path(data_dir, "mnist1d", NUM_SAMPLES, SEED), generate)
 
     def split(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         return {"inputs": x.astype(np.float32)[..., None], "targets": y.astype(np.int32)}

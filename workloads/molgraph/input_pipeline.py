@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
 import itertools
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from algoperf.data import generated
 
 ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "P")
 VALENCE = np.array([4, 3, 2, 2, 1, 1, 1, 3])
@@ -340,16 +340,6 @@ def generate(seed: int = SEED, sizes: dict[str, int] | None = None) -> dict[str,
     return out
 
 
-def _cache_path(data_dir: str | None) -> Path:
-    if data_dir:
-        root = Path(data_dir)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
-    key = f"{VERSION}-{SEED}-{NUM_TRAIN}-{NUM_VALIDATION}-{NUM_TEST}"
-    tag = hashlib.sha1(key.encode()).hexdigest()[:8]
-    return root / "molgraph" / f"molgraph_{tag}.npz"
-
-
 SPLIT_KEYS = (
     "inputs",
     "edge_features",
@@ -369,21 +359,13 @@ def load(data_dir: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     'node_mask' [G, MAX_NODES], 'edge_mask' [G, MAX_EDGES], 'targets' [G, NUM_TASKS]
     float32 with NaN for missing labels.
     """
-    return to_splits(_load_arrays(_cache_path(data_dir)))
+    return to_splits(_load_arrays(generated.cache_path(data_dir, "molgraph", VERSION, SEED, NUM_TRAIN, NUM_VALIDATION, NUM_TEST)))
 
 
 @functools.lru_cache(maxsize=1)
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     """The cached arrays (generated and saved first if missing); read once per process."""
-    if path.exists():
-        with np.load(path) as f:
-            return dict(f)
-    arrays = generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
-    return arrays
+    return generated.cached_arrays(path, generate)
 
 
 def to_splits(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

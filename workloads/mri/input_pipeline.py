@@ -24,11 +24,10 @@ share one seed (``PRNGKey(0)``). Generation takes about a second, so the arrays 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
+
+from algoperf.data import generated
 
 IMAGE_SIZE = 32
 NUM_TRAIN = 4096
@@ -148,33 +147,13 @@ def _sub_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _cache_path(data_dir: str | None, seed: int, size: int) -> Path:
-    root = (
-        Path(data_dir)
-        if data_dir
-        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
-    )
-    key = f"v{VERSION}-{seed}-{size}-{NUM_TRAIN}-{NUM_VALIDATION}-{NUM_TEST}"
-    return root / "mri" / f"mri_{hashlib.sha1(key.encode()).hexdigest()[:8]}.npz"
-
-
 def load(
     data_dir: str | None = None, seed: int = SEED, size: int = IMAGE_SIZE
 ) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test', generated once and then read from the cache."""
-    path = _cache_path(data_dir, seed, size)
-    if path.exists():
-        flat = dict(np.load(path))
-    else:
-        flat = {
-            f"{split}/{k}": v
-            for split, arrays in generate(seed, size).items()
-            for k, v in arrays.items()
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
+    path = generated.cache_path(data_dir, "mri", f"v{VERSION}", seed, size, NUM_TRAIN, NUM_VALIDATION, NUM_TEST)
+    flat = generated.cached_arrays(
+        path, lambda: {f"{split}/{k}": v for split, arrays in generate(seed, size).items() for k, v in arrays.items()})
     return {
         split: {k: flat[f"{split}/{k}"] for k in _KEYS} for split in ("train", "validation", "test")
     }

@@ -23,11 +23,10 @@ letter and space tokens of the transcript (no EOS), right-padded with 0 to
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
+
+from algoperf.data import generated
 
 SAMPLE_RATE = 8000
 FRAME_LENGTH = 200  # 25 ms
@@ -197,29 +196,11 @@ def generate(seed: int = SEED) -> dict[str, dict[str, np.ndarray]]:
     return splits
 
 
-def _cache_path(data_dir: str | None, seed: int) -> Path:
-    root = (
-        Path(data_dir)
-        if data_dir
-        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "algoperf"
-    )
-    key = f"v{VERSION}-{seed}-{NUM_TRAIN}-{NUM_VALIDATION}-{NUM_TEST}-{MAX_FRAMES}-{NUM_MEL}"
-    return root / "speech" / f"speech_{hashlib.sha1(key.encode()).hexdigest()[:8]}.npz"
-
-
 def load(data_dir: str | None = None, seed: int = SEED) -> dict[str, dict[str, np.ndarray]]:
     """Splits 'train', 'validation', 'test', generated once and then read from the cache."""
-    path = _cache_path(data_dir, seed)
-    if path.exists():
-        flat = dict(np.load(path))
-    else:
-        flat = {
-            f"{split}/{k}": v for split, arrays in generate(seed).items() for k, v in arrays.items()
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
+    path = generated.cache_path(data_dir, "speech", f"v{VERSION}", seed, NUM_TRAIN, NUM_VALIDATION, NUM_TEST, MAX_FRAMES, NUM_MEL)
+    flat = generated.cached_arrays(
+        path, lambda: {f"{split}/{k}": v for split, arrays in generate(seed).items() for k, v in arrays.items()})
     return {
         split: {k: flat[f"{split}/{k}"] for k in _KEYS} for split in ("train", "validation", "test")
     }
