@@ -98,6 +98,24 @@ def _block_norms(stack: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(stack), axis=axes, keepdims=True))
 
 
+def _preconditioning_start(start: int | None, precondition_frequency: int, grafting_type: str) -> int | None:
+    """The first preconditioned step (None: grafting only), the arguments checked as the original does."""
+    if grafting_type not in GRAFTING_TYPES:
+        raise ValueError(f"grafting_type {grafting_type!r} is not one of {GRAFTING_TYPES}")
+    if precondition_frequency < 1:
+        raise ValueError(f"precondition_frequency must be >= 1, got {precondition_frequency}")
+    if start is None:
+        if grafting_type == "NONE":
+            raise ValueError("grafting only (start_preconditioning_step=None) needs a grafting_type")
+        return None
+    first = precondition_frequency if start == -1 else start
+    if first < precondition_frequency:
+        raise ValueError(
+            f"start_preconditioning_step {start} must be -1 or >= precondition_frequency ({precondition_frequency})"
+        )
+    return first
+
+
 def scale_by_distributed_shampoo(
     b1: float,
     b2: float,
@@ -117,21 +135,8 @@ def scale_by_distributed_shampoo(
     ``start_preconditioning_step = -1`` means ``precondition_frequency`` (the original's rule);
     any other start below ``precondition_frequency`` is rejected, as the original does.
     """
-    if grafting_type not in GRAFTING_TYPES:
-        raise ValueError(f"grafting_type {grafting_type!r} is not one of {GRAFTING_TYPES}")
-    if precondition_frequency < 1:
-        raise ValueError(f"precondition_frequency must be >= 1, got {precondition_frequency}")
-    use_shampoo = start_preconditioning_step is not None
-    start = start_preconditioning_step
-    if use_shampoo:
-        start = precondition_frequency if start == -1 else start
-        if start < precondition_frequency:
-            raise ValueError(
-                f"start_preconditioning_step {start_preconditioning_step} must be -1 or >= "
-                f"precondition_frequency ({precondition_frequency})"
-            )
-    elif grafting_type == "NONE":
-        raise ValueError("grafting only (start_preconditioning_step=None) needs a grafting_type")
+    start = _preconditioning_start(start_preconditioning_step, precondition_frequency, grafting_type)
+    use_shampoo = start is not None
     has_graft_moment = grafting_type in ("ADAGRAD", "RMSPROP", "ADAM")
     graft_b2 = 1.0 if grafting_type == "ADAGRAD" else b2
 
