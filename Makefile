@@ -24,14 +24,14 @@ demo: setup
 	$(BIN)/python -m algoperf.demo --experiment-dir $(DEMO_DIR)
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=25
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow" --durations=25
 
 test-all: setup
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # The slow tier alone (CI runs it after `make test`, so no test runs twice).
 test-slow: setup
-	$(BIN)/python -m pytest -q -n 2 -m slow --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m slow --durations=15
 
 lint: setup
 	$(BIN)/ruff check algoperf workloads submissions tests benchmarks
