@@ -99,15 +99,40 @@ def test_train_state_is_current_at_every_step(tmp_path, write_submission):
     assert seen[-1][1]["accumulated_eval_time"] <= result.accumulated_eval_time
 
 
-def test_a_trial_runs_with_one_host_blas_thread(tmp_path, write_submission):
-    import threadpoolctl
+LAPACK_IN_A_STEP = """
+import json, sys
+import jax.numpy as jnp
+import threadpoolctl
+from algoperf.runner.trial import run_trial
+from algoperf.runner.types import TrialConfig
+from algoperf.submission.loading import load_submission
 
-    path = write_submission(RECORDING.format(
-        extra="train_state=None", record="SEEN.append([p['num_threads'] for p in __import__('threadpoolctl').threadpool_info() if p['user_api'] == 'blas'])"))
-    sub = load_submission(path)
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as OpenBLAS starts on two cores
-        run_trial(TrialConfig("mnist1d", path, experiment_dir=tmp_path, max_steps=2), submission=sub)
-    assert sub.module.SEEN and all(threads == [1] * len(threads) and threads for threads in sub.module.SEEN)
+sub = load_submission(sys.argv[1])
+run_trial(TrialConfig("mnist1d", sys.argv[1], experiment_dir=sys.argv[2], max_steps=2, checkpoints=False), submission=sub)
+print(json.dumps(sub.module.SEEN))
+"""
+
+
+def test_a_trial_runs_with_one_host_blas_thread(tmp_path, write_submission):
+    """In a fresh process whose first LAPACK call is jax's eigh inside a step (Shampoo's inverse
+    roots): every BLAS library then loaded, scipy's OpenBLAS included, has one thread."""
+    import subprocess
+    import sys
+
+    path = write_submission(RECORDING.format(extra="train_state=None", record=(
+        "jnp.linalg.eigh(jnp.eye(3) * 2.0)[0].block_until_ready(); "
+        "SEEN.append([(p['filepath'].rsplit('/', 1)[-1], p['num_threads']) "
+        "for p in __import__('threadpoolctl').threadpool_info() if p['user_api'] == 'blas'])")).replace(
+        "import time\n", "import time\nimport jax.numpy as jnp\n"))
+    script = tmp_path / "trial.py"
+    script.write_text(LAPACK_IN_A_STEP)
+    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "2", "JAX_PLATFORMS": "cpu"}  # as on two cores
+    done = subprocess.run([sys.executable, str(script), str(path), str(tmp_path / "exp")], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen and all(libraries and all(threads == 1 for _, threads in libraries) for libraries in seen), seen
+    assert any("scipy_openblas" in name and "64" not in name for name, _ in seen[-1]), seen  # the one jax's LAPACK uses
 
 
 def test_train_state_only_to_update_params_that_names_it(tmp_path, write_submission):

@@ -39,6 +39,10 @@ def serial_host_blas() -> None:
     15 minutes in CI on two busy cores). One BLAS thread keeps every trial's charged time a
     measure of the submission, not of thread contention. Applies for the process's lifetime.
     """
+    # threadpoolctl limits only the libraries loaded when it is called, and jax loads scipy's
+    # OpenBLAS only at its first LAPACK call (inside a trial's first step): load it now.
+    import scipy.linalg  # noqa: F401 - for its side effect: scipy's OpenBLAS loaded
+
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
