@@ -222,6 +222,7 @@ class _PositionOnly:
         self._taken = position["taken"]
 
 
+@pytest.mark.slow  # three trials (~22 s); the fast tier checks CountingIterator's restore (test_runner_rules)
 def test_a_stream_with_a_position_is_restored_to_it(tmp_path: Path, nadamw_point: dict, monkeypatch) -> None:
     """The checkpoint keeps the train stream's own position(); the resumed trial restores it
     (no seek, no draw-forward) and trains on the same batches: bit-exact evals."""

@@ -243,28 +243,39 @@ def test_a_failed_trial_is_in_mlflow_with_its_traceback(tmp_path):
     assert "Traceback (most recent call last)" in Path(local).read_text()
 
 
-def test_development_api_names_and_arguments_published_submissions_use(tmp_path):
-    """get_replicate_sharding(mesh) / get_batch_sharding(mesh) and model_fn's use_running_average_bn."""
+def test_development_api_names_published_submissions_use(tmp_path):
+    """get_replicate_sharding(mesh) / get_batch_sharding(mesh), and submission names."""
     import jax
     import numpy as np
 
-    from algoperf import jax_sharding_utils, spec
+    from algoperf import jax_sharding_utils
     from algoperf.submission.loading import submission_name
 
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
     assert jax_sharding_utils.get_replicate_sharding(mesh).spec == jax.sharding.PartitionSpec()
     assert jax_sharding_utils.get_batch_sharding(mesh).spec == jax.sharding.PartitionSpec("batch")
     assert jax_sharding_utils.get_batch_dim_sharding() == jax_sharding_utils.get_batch_sharding()
-    for name in ("ctr", "molgraph", "speech", "mnist1d", "charlm", "translate", "mri"):
-        workload = registry.get_workload(name)
-        params, state = workload.init_model_fn(jax.random.PRNGKey(0))
-        batch = next(workload._build_input_queue(jax.random.PRNGKey(0), "validation", None, 4))
-        plain, _ = workload.model_fn(params, batch, state, spec.ForwardPassMode.EVAL, None, False)
-        averaged, _ = workload.model_fn(params, batch, state, spec.ForwardPassMode.EVAL, None, False,
-                                        use_running_average_bn=True)
-        first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731 - speech gives (logits, paddings)
-        np.testing.assert_allclose(np.asarray(first(plain)), np.asarray(first(averaged)), err_msg=name)
     folder = tmp_path / "adamw" / "jax"
     folder.mkdir(parents=True)
     assert submission_name(folder / "submission.py") == "adamw_jax"
     assert submission_name(tmp_path / "adamw" / "submission.py") == "adamw"
+
+
+# Two workloads in the fast tier (one model compile each), the other five in the slow tier.
+@pytest.mark.parametrize("name", ["mnist1d", "ctr", *(pytest.param(n, marks=pytest.mark.slow)
+                                                      for n in ("molgraph", "speech", "charlm", "translate", "mri"))])
+def test_model_fn_takes_use_running_average_bn(name):
+    """model_fn's use_running_average_bn keyword (the development API) gives the eval output."""
+    import jax
+    import numpy as np
+
+    from algoperf import spec
+
+    workload = registry.get_workload(name)
+    params, state = workload.init_model_fn(jax.random.PRNGKey(0))
+    batch = next(workload._build_input_queue(jax.random.PRNGKey(0), "validation", None, 4))
+    plain, _ = workload.model_fn(params, batch, state, spec.ForwardPassMode.EVAL, None, False)
+    averaged, _ = workload.model_fn(params, batch, state, spec.ForwardPassMode.EVAL, None, False,
+                                    use_running_average_bn=True)
+    first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731 - speech gives (logits, paddings)
+    np.testing.assert_allclose(np.asarray(first(plain)), np.asarray(first(averaged)), err_msg=name)

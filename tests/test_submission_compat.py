@@ -220,7 +220,10 @@ def _trial(tmp_path: Path, submission: Path, workload: str, steps: int = 12, sty
 
 
 @pytest.mark.parametrize("submission", [V05_PMAP, PMAP_ALGOPERF], ids=["v05_pmap", "pmap_algoperf"])
-@pytest.mark.parametrize("workload", ["mnist1d", "ctr", "molgraph"])
+# mnist1d in the fast tier; ctr and molgraph (their batch sizes, molgraph's graphs) in the slow
+# tier and in make test-compat, which runs every compat test.
+@pytest.mark.parametrize("workload", ["mnist1d", pytest.param("ctr", marks=pytest.mark.slow),
+                                      pytest.param("molgraph", marks=pytest.mark.slow)])
 def test_pmap_style_submission_trains_through_the_v06_runner(tmp_path, submission, workload):
     config, result = _trial(tmp_path, submission, workload)
     assert result.status != "failed", result.error
@@ -248,6 +251,7 @@ def test_a_pmap_style_trial_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     assert [row["validation/loss"] for row in read_evals(config.path)] == pytest.approx(losses, rel=1e-5)
 
 
+@pytest.mark.slow  # two CLI trials (~25 s); also in make test-compat
 def test_forcing_the_style_overrides_detection(tmp_path, write_submission):
     # pmap reached through getattr: the source shows no pmap, so auto says jit and the trial fails.
     source = (V05_PMAP / "submission.py").read_text().replace("jax.pmap,", 'getattr(jax, "p" + "map"),')
@@ -280,6 +284,7 @@ print(json.dumps({"devices": jax.device_count(), "status": result.status, "evals
 """
 
 
+@pytest.mark.slow  # two subprocess trials (~22 s); also in make test-compat
 def test_two_devices_train_like_one(tmp_path):
     """The same trial over 1 and 2 (forced host) devices: per-device batches, psum'd gradients."""
     out = {}
