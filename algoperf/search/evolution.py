@@ -9,7 +9,7 @@ budgets (a trial that reaches the target under a shortened budget has the same t
 target as under the full one, so the first stage's time counts). Evaluated children join
 the population; the oldest members leave when it is over ``population`` (Real et al.
 2019: removal by age, not fitness). The seeds are evaluated first, on every workload,
-and are the reference of the fitness (``fitness.py``).
+and, with every candidate evaluated since, the field the fitness is measured against (``fitness.py``).
 """
 
 from __future__ import annotations
@@ -69,8 +69,13 @@ class Search:
     def _seed_times(self) -> list[dict[str, Any]]:
         return [c["times"] for c in self.state.candidates.values() if c["status"] == "seed"]
 
-    def _score(self, record: dict[str, Any]) -> None:
-        record["fitness"] = profile_fitness(record["times"], self._seed_times(), self.workloads, self.budgets)
+    def _rescore(self) -> None:
+        """Every seed and fully evaluated candidate scored against the field as it is now:
+        the seeds (the first: the speedup's baseline), then every evaluated candidate (fitness.py)."""
+        scored = [c for c in self.state.candidates.values() if c["status"] in ("seed", "evaluated")]
+        field = [c["times"] for c in scored if c["status"] == "seed"] + [c["times"] for c in scored if c["status"] == "evaluated"]
+        for c in scored:
+            c["fitness"] = profile_fitness(c["times"], field, self.workloads, self.budgets)
 
     # --- the loop ---------------------------------------------------------------------
     def start(self) -> None:
@@ -81,8 +86,8 @@ class Search:
         records = [self._add(seed_program(n), None, f"seed:{n}", "seed") for n in self.state.settings["seed_programs"]]
         self._run(records, self.workloads)
         for r in records:
-            self._score(r)
             self.state.population.append(r["hash"])
+        self._rescore()
         self._checkpoint(started)
 
     def generation(self) -> None:
@@ -107,8 +112,8 @@ class Search:
         for r in passed:
             r["status"] = "evaluated"
             st.count("evaluated")
-            self._score(r)
             st.population.append(r["hash"])
+        self._rescore()
         while len(st.population) > s["population"]:
             st.population.pop(0)  # the oldest leaves
         if hasattr(self.proposer, "observe"):
