@@ -89,7 +89,7 @@ def write_submission(program: Program, folder: str | Path, title: str, readme: s
 def readme_text(name: str, program: Program, lineage: list[dict[str, Any]], fitness: dict[str, Any]) -> str:
     """The README of an exported program: the rule, where it came from, how it scored."""
     lines = [f"# {name}", "", "Found by `algoperf search`.", "", "## Program", "", "```python", program.to_text().rstrip(), "```", "",
-             "## Fitness", "", f"score (performance profile against the seeds, exact area): {fitness.get('score')}",
+             "## Fitness", "", f"score (performance profile against the search's field, exact area): {fitness.get('score')}",
              f"speedup against the first seed (geometric mean): {fitness.get('speedup')}", "",
              "| workload | time to target (s) |", "| --- | --- |"]
     lines += [f"| {w} | {t if t is not None else 'missed'} |" for w, t in fitness.get("times", {}).items()]
