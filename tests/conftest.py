@@ -18,6 +18,9 @@ NADAMW = REPO / "submissions" / "nadamw"
 # a developer's own Ray, would contend for them.) The node IP stays Ray's own choice: a head
 # told 127.0.0.1 advertises its GCS on the host's address and the driver never connects.
 RAY_TEST_NODE = {"include_dashboard": False, "dashboard_agent_listen_port": None}
+# Test clusters' workers at nice 0, as the embedded Ray's (algoperf.campaign.cluster.connect):
+# at Ray's default 15 a busy machine starves their trials (a 20 s test took 219 s).
+os.environ.setdefault("RAY_worker_niceness", "0")
 RAY_TEST_WORKER = {"dashboard_agent_listen_port": None}
 
 

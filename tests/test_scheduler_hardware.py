@@ -223,3 +223,20 @@ def test_built_in_submissions_travel_to_workers_by_name(tmp_path) -> None:
     own = tmp_path / "mine" / "nadamw"  # same folder name, not the installed one
     shutil.copytree(built_in.path.parent, own)
     assert portable(load_submission(own)) == str((own / "submission.py").resolve())
+
+
+def test_the_embedded_ray_runs_trials_at_the_drivers_niceness(tmp_path) -> None:
+    """Ray's default worker niceness (15) would let any other process starve a trial."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os, ray\nfrom algoperf.campaign.cluster import connect\nconnect(num_cpus=1)\n"
+              "worker = ray.get(ray.remote(lambda: (os.nice(0), os.environ.get('RAY_worker_niceness'))).remote())\n"
+              "print(os.nice(0), *worker)\nray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_worker_niceness", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    driver, worker, setting = done.stdout.strip().splitlines()[-1].split()
+    assert worker == driver  # not 15 above it (up to 19), as Ray's default would start it
+    assert setting == "0"  # what Ray's raylet read (the niceness alone cannot tell under nice >= 5)

@@ -14,6 +14,7 @@ from algoperf import hardware
 from algoperf.hardware import HardwareSpec, parse_hardware
 
 EMBEDDED_OBJECT_STORE_BYTES = 256 * 1024**2  # trials pass only small dicts through Ray
+WORKER_NICENESS = "RAY_worker_niceness"  # Ray's setting (default 15), read from the environment
 
 
 class SchedulerError(Exception):
@@ -43,6 +44,10 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         if address:
             ray.init(address=address, **quiet)
             return True
+        # Ray starts its workers at nice 15: any other process on the machine would then take
+        # nearly all of a trial's core (measured: a 20 s test trial took 219 s beside a busy
+        # loop). A trial is a measurement: it competes as an equal, at nice 0.
+        os.environ.setdefault(WORKER_NICENESS, "0")
         ray.init(
             address="local",
             num_cpus=num_cpus or hardware.usable_cpus(),
