@@ -1,5 +1,5 @@
 # One command each: `make demo` runs the main job, `make test` passes the fast tests
-# (every README claim; goal: under 8 min on 2 cores, measured 8 min 43 s), `make test-all` every test, the slow
+# (every README claim; goal: under 8 min on 2 cores; measured: README, Development), `make test-all` every test, the slow
 # tier too (training to target, cluster kill/resume, full-size compiles, docker).
 # Both set up what is missing first: inside an active virtual environment they install
 # into it; otherwise they create .venv here.
