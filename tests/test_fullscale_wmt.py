@@ -40,7 +40,7 @@ def data_parallel_case() -> tuple[spec.Workload, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     pairs = [(np.append(rng.integers(3, 40, rng.integers(2, 9)), 2), np.append(rng.integers(3, 40, rng.integers(2, 9)), 2))
              for _ in range(160)]
-    rows = list(input_pipeline.pack(pairs, length=32))[:16]
+    rows = list(input_pipeline.pack_group(pairs, length=32))[:16]
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     batch["weights"] = (batch["targets"] > 0).astype(np.float32)
     return WmtWorkload(config_overrides=dict(vocab_size=40, **TINY)), batch
@@ -271,7 +271,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_packing_positions_and_segments():
-    rows = list(input_pipeline.pack([(np.array([5, 6, 2]), np.array([7, 2])), (np.array([8, 2]), np.array([9, 9, 2]))], length=6))
+    rows = list(input_pipeline.pack_group([(np.array([5, 6, 2]), np.array([7, 2])), (np.array([8, 2]), np.array([9, 9, 2]))], length=6))
     assert len(rows) == 1
     np.testing.assert_array_equal(rows[0]["inputs"], [5, 6, 2, 8, 2, 0])
     np.testing.assert_array_equal(rows[0]["inputs_position"], [0, 1, 2, 0, 1, 0])

@@ -93,10 +93,15 @@ def detokenize(tokenizer, ids: np.ndarray) -> str:
 def pairs(data_dir: str | None, split: str, tokenizer) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Tokenized (de, en) pairs of ``split`` in stored order, length-filtered to 256."""
     for example in tfrecord.read_examples(split_files(data_dir, split)):
-        src = tokenize(tokenizer, example["de"][0])
-        tgt = tokenize(tokenizer, example["en"][0])
-        if max(len(src), len(tgt)) <= MAX_LEN:
-            yield src, tgt
+        pair = tokenized_pair(example, tokenizer)
+        if pair is not None:
+            yield pair
+
+
+def tokenized_pair(example: dict, tokenizer) -> tuple[np.ndarray, np.ndarray] | None:
+    """(de, en) token ids of one Example; None when either side is over 256 tokens."""
+    src, tgt = tokenize(tokenizer, example["de"][0]), tokenize(tokenizer, example["en"][0])
+    return (src, tgt) if max(len(src), len(tgt)) <= MAX_LEN else None
 
 
 def shuffle_buffer(items: Iterable, size: int, rng: np.random.Generator) -> Iterator:
@@ -113,19 +118,8 @@ def shuffle_buffer(items: Iterable, size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
-def pack(examples: Iterable[tuple[np.ndarray, np.ndarray]], length: int = MAX_LEN) -> Iterator[dict]:
-    """Greedy packing of consecutive groups of 256 pairs into rows of ``length`` tokens."""
-    group: list[tuple[np.ndarray, np.ndarray]] = []
-    for example in examples:
-        group.append(example)
-        if len(group) == PACK_GROUP:
-            yield from _pack_group(group, length)
-            group = []
-    if group:
-        yield from _pack_group(group, length)
-
-
-def _pack_group(group: list[tuple[np.ndarray, np.ndarray]], length: int) -> Iterator[dict]:
+def pack_group(group: list[tuple[np.ndarray, np.ndarray]], length: int = MAX_LEN) -> Iterator[dict]:
+    """Greedy packing of one group of pairs, in order, into rows of ``length`` tokens."""
     row: list[tuple[np.ndarray, np.ndarray]] = []
     for src, tgt in group:
         if row and (
@@ -188,9 +182,7 @@ class TrainBatches:
 
     def _pair(self, record: int) -> tuple[np.ndarray, np.ndarray] | None:
         k, offset, length = (int(v) for v in self._index[record])
-        example = tfrecord.parse_example(tfrecord.read_record(self._files[k], offset, length))
-        src, tgt = tokenize(self._tokenizer, example["de"][0]), tokenize(self._tokenizer, example["en"][0])
-        return (src, tgt) if max(len(src), len(tgt)) <= MAX_LEN else None
+        return tokenized_pair(tfrecord.parse_example(tfrecord.read_record(self._files[k], offset, length)), self._tokenizer)
 
     def _start_epoch(self, epoch: int) -> None:
         self._epoch, self._at = epoch, 0
@@ -208,7 +200,7 @@ class TrainBatches:
                 pairs.append(pair)
         if not pairs and self._group_start == 0:
             raise ValueError(f"no WMT train pair is at most {MAX_LEN} tokens long on both sides")
-        self._rows, self._rows_taken = list(_pack_group(pairs, MAX_LEN))[::-1], 0
+        self._rows, self._rows_taken = list(pack_group(pairs))[::-1], 0
 
     def _row(self) -> dict:
         while not self._rows:
