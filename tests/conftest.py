@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from algoperf.campaign.cluster import WORKER_NICENESS
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 NADAMW = REPO / "submissions" / "nadamw"
@@ -20,7 +22,7 @@ NADAMW = REPO / "submissions" / "nadamw"
 RAY_TEST_NODE = {"include_dashboard": False, "dashboard_agent_listen_port": None}
 # Test clusters' workers at nice 0, as the embedded Ray's (algoperf.campaign.cluster.connect):
 # at Ray's default 15 a busy machine starves their trials (a 20 s test took 219 s).
-os.environ.setdefault("RAY_worker_niceness", "0")
+os.environ.setdefault(WORKER_NICENESS, "0")
 RAY_TEST_WORKER = {"dashboard_agent_listen_port": None}
 
 
