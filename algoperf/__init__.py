@@ -13,5 +13,6 @@ __version__ = "0.1.0"
 # times). Eigen runs single-threaded inside XLA's CPU ops instead (docs/differences.md R13).
 # Set before any JAX backend starts; an explicit setting in XLA_FLAGS is kept.
 EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # as given, before the line below
 if EIGEN_FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {EIGEN_FLAG}=false".strip()

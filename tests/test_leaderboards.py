@@ -153,9 +153,11 @@ def test_campaign_trials_keep_xla_default_eigen_threads_like_its_first_trials(mo
 
     from algoperf.leaderboards.campaign import campaign_environment
 
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    import algoperf
+
+    monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "")  # as in `algoperf leaderboard run` given no XLA_FLAGS
     probe = [sys.executable, "-c", "import os, algoperf; print(os.environ['XLA_FLAGS'])"]
     seen = subprocess.run(probe, env=campaign_environment(), capture_output=True, text=True, check=True)
     assert seen.stdout.split() == ["--xla_cpu_multi_thread_eigen=true"]  # algoperf's =false not added
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     assert campaign_environment()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"  # told: kept

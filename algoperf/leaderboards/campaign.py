@@ -88,8 +88,10 @@ def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Pat
 
 def campaign_environment() -> dict[str, str]:
     """The environment of one `algoperf run` of the campaign: XLA flags as its first trials had."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "--xla_cpu_multi_thread_eigen" not in flags:
+    import algoperf
+
+    flags = algoperf.USER_XLA_FLAGS  # not the Eigen setting algoperf's import adds
+    if algoperf.EIGEN_FLAG not in flags:
         flags = f"{flags} {CAMPAIGN_XLA_FLAGS}".strip()
     return {**os.environ, "COLUMNS": "200", "XLA_FLAGS": flags}
 
