@@ -32,10 +32,11 @@ def write_trial(folder: Path, workload: str, hit_at: float | None) -> None:
     (folder / "eval_measurements.csv").write_text("\n".join(rows) + "\n")
 
 
-def make_board(tmp_path: Path, times: dict[str, dict[str, list[float | None]]], published: dict[str, float]):
+def make_board(tmp_path: Path, times: dict[str, dict[str, list[float | None]]], published: dict[str, float],
+               name: str = "board"):
     import json
 
-    folder = tmp_path / "board"
+    folder = tmp_path / name
     for entry, per_workload in times.items():
         for workload, trials in per_workload.items():
             for i, t in enumerate(trials, start=1):
@@ -99,6 +100,36 @@ def test_reversed_small_suite_gives_negative_tau_and_workloads_scored_only_where
     assert "b: ctr" in render_markdown(report)
 
 
+def test_score_of_the_shipped_logs_reproduces_the_validity_reports_scores(tmp_path, monkeypatch):
+    """`algoperf score --logs <shipped logs>` applies the board's rules, not the v0.5 its folder names."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from algoperf.cli import app
+
+    published = {"a": 0.8, "b": 0.6, "c": 0.4}
+    board = make_board(tmp_path, {"a": {"mnist1d": [2, 3]}, "b": {"mnist1d": [4, 5]}, "c": {"mnist1d": [6, None]}},
+                       published, name="small_suite_v05")
+    monkeypatch.setitem(LEADERBOARDS, "small-suite-v05", board)
+
+    def score(logs: Path) -> dict:
+        result = CliRunner().invoke(app, ["score", "--logs", str(logs), "--json", "--bootstrap", "0"])
+        assert result.exit_code == 0, result.stderr
+        (ruleset,) = json.loads(result.stdout)["rulesets"]
+        return ruleset
+
+    shipped = score(board.logs)
+    assert shipped["benchmark_version"] == board.rules_version == "0.6"
+    assert "leaderboard small-suite-v05" in shipped["benchmark_version_reason"]
+    report = validity_report(board, n_bootstrap=10)
+    assert {s["name"]: s["score"] for s in shipped["submissions"]} == pytest.approx(report.small_scores)
+    # the same logs copied elsewhere are a user's tree: its folder name decides, as for any tree
+    copy = shutil.copytree(board.logs, tmp_path / "mine" / "small_suite_v05" / "logs")
+    assert score(copy)["benchmark_version"] == "0.5"
+
+
 def test_unknown_leaderboard_names_the_shipped_ones():
     with pytest.raises(ScoringError, match="small-suite-v05"):
         get_leaderboard("nope")
@@ -151,9 +182,8 @@ def test_campaign_trials_keep_xla_default_eigen_threads_like_its_first_trials(mo
     import subprocess
     import sys
 
-    from algoperf.leaderboards.campaign import campaign_environment
-
     import algoperf
+    from algoperf.leaderboards.campaign import campaign_environment
 
     monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "")  # as in `algoperf leaderboard run` given no XLA_FLAGS
     probe = [sys.executable, "-c", "import os, algoperf; print(os.environ['XLA_FLAGS'])"]

@@ -29,6 +29,9 @@ class Leaderboard:
     prefix: str  # reference entries are scored as "<prefix>/<entry>"
     ruleset: str
     description: str
+    # The AlgoPerf rules its shipped logs are scored by, wherever they are read from (the
+    # folder name "small_suite_v05" names the entries' leaderboard, not v0.5's scoring rules).
+    rules_version: str = "0.6"
 
     @property
     def logs(self) -> Path:
@@ -58,6 +61,15 @@ LEADERBOARDS: dict[str, Leaderboard] = {
         description="the 11 AlgoPerf v0.5 external-tuning entries on the small suite (5 trials x 1 study, one CPU core each)",
     ),
 }
+
+
+def leaderboard_of_logs(path: Path) -> Leaderboard | None:
+    """The shipped leaderboard whose logs ``path`` is (or lies inside), else None."""
+    path = Path(path).resolve()
+    for board in LEADERBOARDS.values():
+        if path == board.logs.resolve() or board.logs.resolve() in path.parents:
+            return board
+    return None
 
 
 def get_leaderboard(name: str) -> Leaderboard:

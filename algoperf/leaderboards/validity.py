@@ -1,8 +1,8 @@
 """How well does the small suite predict the published ranking? Rank agreement with intervals.
 
 The small-suite score of each entry comes from the shipped logs, scored exactly as
-``algoperf score --logs <leaderboard logs>`` scores them (AlgoPerf v0.6 rules, our registry's
-small-suite targets). Against the published full-scale scores it reports:
+``algoperf score --logs <leaderboard logs>`` scores them (the board's ``rules_version``,
+AlgoPerf v0.6's rules; our registry's small-suite targets). Against the published full-scale scores it reports:
 
 * Kendall's tau-b (pairs ordered alike minus pairs ordered the other way, over the pairs,
   with the tie correction) and Spearman's rho (Pearson correlation of the ranks);
@@ -32,8 +32,6 @@ from algoperf.scoring.bootstrap import bootstrap
 from algoperf.scoring.profile import score_records
 from algoperf.scoring.targets import registry_targets
 from algoperf.scoring.versions import get_version
-
-RULES_VERSION = "0.6"  # what `algoperf score` applies to our own logs by default
 
 
 @dataclass
@@ -125,7 +123,7 @@ def validity_report(
     if not workloads:
         raise ValueError(f"no workload has logs of every entry of {board.name} yet")
     records = [r for r in records if r.workload in workloads]
-    version = get_version(RULES_VERSION)
+    version = get_version(board.rules_version)
     targets = registry_targets()
     published = board.published_scores()
 

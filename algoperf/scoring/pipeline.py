@@ -80,6 +80,11 @@ def _read_tree(spec: str, request: ScoreRequest, out: Collected, warn: Callable[
         warn(f"scoring {path} as {rs} tuning (from its folder name; --ruleset overrides)")
     out.add(rs, read_logs(path, rs, warn=warn, strict=request.strict), str(path))
     out.tree_paths.append(path)
+    from algoperf.leaderboards import leaderboard_of_logs
+
+    board = leaderboard_of_logs(path)
+    if board is not None:  # the shipped logs score as the validity report scores them
+        out.rules_version = (board.rules_version, f"{path} holds leaderboard {board.name}'s logs")
     return str(path)
 
 
@@ -115,11 +120,10 @@ def experiment_label(name: str) -> str:
 def _read_leaderboard(request: ScoreRequest, out: Collected, warn: Callable[[str], None]) -> None:
     """The shipped reference entries, under the leaderboard's ruleset and rules."""
     from algoperf.leaderboards import get_leaderboard, reference_records
-    from algoperf.leaderboards.validity import RULES_VERSION
 
     board = get_leaderboard(request.leaderboard or "")
     out.add(board.ruleset, reference_records(board, warn), f"leaderboard {board.name}")
-    out.rules_version = (RULES_VERSION, f"the rules leaderboard {board.name} is scored by")
+    out.rules_version = (board.rules_version, f"the rules leaderboard {board.name} is scored by")
 
 
 def collect(request: ScoreRequest, warn: Callable[[str], None]) -> Collected:
