@@ -191,3 +191,24 @@ def test_campaign_trials_keep_xla_default_eigen_threads_like_its_first_trials(mo
     assert seen.stdout.split() == ["--xla_cpu_multi_thread_eigen=true"]  # algoperf's =false not added
     monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     assert campaign_environment()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"  # told: kept
+
+
+def test_resumed_campaign_starts_only_the_unfinished_pairs(tmp_path, monkeypatch):
+    from algoperf.leaderboards import campaign
+
+    out = tmp_path / "out"
+    for i in range(1, 3):  # baseline's two ctr trials finished; its mnist1d trial 2 was killed
+        (out / "baseline" / "ctr_jax" / f"trial_{i}").mkdir(parents=True)
+        (out / "baseline" / "ctr_jax" / f"trial_{i}" / "trial_result.json").write_text("{}")
+    (out / "baseline" / "mnist1d_jax" / "trial_1").mkdir(parents=True)
+    (out / "baseline" / "mnist1d_jax" / "trial_1" / "trial_result.json").write_text("{}")
+    (out / "baseline" / "mnist1d_jax" / "trial_2").mkdir()
+    entries = tmp_path / "entries"
+    (entries / "baseline").mkdir(parents=True)
+    (entries / "baseline" / "submission.py").write_text("")
+    started = []
+    monkeypatch.setattr(campaign.subprocess, "call", lambda cmd, env: started.append(cmd) or 0)
+    plan = campaign.CampaignPlan(out=out, published_entries=entries, entries=("baseline",),
+                                 workloads=("mnist1d", "ctr"), trials=2)
+    assert campaign.run_campaign(plan, say=lambda _: None) == 0
+    assert [cmd[cmd.index("--workload") + 1] for cmd in started] == ["mnist1d"]

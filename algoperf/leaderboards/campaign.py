@@ -72,6 +72,8 @@ def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Pat
             say(f"resuming from {publish_to}: {seeded} finished trials copied into {plan.out}")
     for workload in plan.workloads:
         for name in plan.entries:
+            if finished_trials(plan, name, workload) >= plan.trials * plan.studies:
+                continue  # nothing left to run: spares a process start per finished pair on resume
             folder = entry_folder(name, plan.published_entries)
             if folder is None:
                 say(f"{name}: no submission folder here (published JAX entries need --published-entries), skipped")
@@ -84,6 +86,12 @@ def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Pat
             if publish_to is not None:
                 publish(plan.out, publish_to)
     return failures
+
+
+def finished_trials(plan: CampaignPlan, name: str, workload: str) -> int:
+    """How many trials of (entry, workload) have finished in ``plan.out`` (with or without study folders)."""
+    entry = plan.out / name
+    return sum(1 for r in entry.rglob("trial_result.json") if r.parent.parent.name == f"{workload}_jax")
 
 
 def campaign_environment() -> dict[str, str]:
