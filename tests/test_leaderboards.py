@@ -212,3 +212,23 @@ def test_resumed_campaign_starts_only_the_unfinished_pairs(tmp_path, monkeypatch
                                  workloads=("mnist1d", "ctr"), trials=2)
     assert campaign.run_campaign(plan, say=lambda _: None) == 0
     assert [cmd[cmd.index("--workload") + 1] for cmd in started] == ["mnist1d"]
+
+
+def test_cost_table_shows_first_eval_time_and_call_rate_relative_to_baseline(tmp_path):
+    published = {"baseline": 0.8, "heavy": 0.6, "other": 0.4}
+    board = make_board(tmp_path, {e: {"mnist1d": [3, 4]} for e in published}, published)
+    # "heavy" makes 2 calls a second where the others make 10, and compiles 6 s before its first eval
+    for trial in (board.logs / "heavy" / "mnist1d_jax").iterdir():
+        csv = trial / "eval_measurements.csv"
+        header, *rows = csv.read_text().splitlines()
+        slow = []
+        for row in rows:
+            step, t, *rest = row.split(",")
+            slow.append(",".join([str(int(step) // 5), str(float(t) + 5), *rest]))
+        csv.write_text("\n".join([header, *slow]) + "\n")
+    report = validity_report(board, n_bootstrap=10)
+    cost = report.costs["mnist1d"]
+    assert cost["baseline"].relative_rate == pytest.approx(1.0) and cost["baseline"].rate == pytest.approx(10.0)
+    assert cost["heavy"].relative_rate == pytest.approx(0.2)
+    assert cost["heavy"].first_eval_s == pytest.approx(6.0) and cost["other"].first_eval_s == pytest.approx(1.0)
+    assert "| heavy | 6.0 s / 0.20x |" in render_markdown(report)

@@ -12,7 +12,11 @@ AlgoPerf v0.6's rules; our registry's small-suite targets). Against the publishe
   rescores everything, and recomputes tau and rho against the fixed published scores. The
   percentile interval says how much of the agreement is luck of the trials we ran;
 * per small workload: the ranking that workload alone gives (its time-to-target profile
-  score) against the published ranking, to see which workloads carry the agreement.
+  score) against the published ranking, to see which workloads carry the agreement;
+* per entry and workload, the cost profile that explains much of a disagreement: the
+  first eval's submission time (compilation and the first step, charged as on AlgoPerf) and
+  the rate of ``update_params`` calls per second of submission time between the first and
+  last eval, relative to the baseline entry's (median over trials).
 
 A workload enters the score only when every entry has logs for it, so a campaign in
 progress is scored on the same workloads for everyone; the report names them.
@@ -21,7 +25,7 @@ progress is scored on the same workloads for everyone; the report names them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +65,40 @@ class ValidityReport:
     n_bootstrap: int = 0
     confidence: float = 0.95
     hardware: dict[str, list[str]] = field(default_factory=dict)  # workload -> machines its trials ran on
+    costs: dict[str, dict[str, StepCost]] = field(default_factory=dict)  # workload -> entry -> cost
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """What one entry's trials on one workload cost per step (medians over its trials)."""
+
+    first_eval_s: float  # submission time at the first eval: compilation plus the first step
+    rate: float | None  # update_params calls per second after it; None if no trial evaluated twice
+    relative_rate: float | None = None  # rate / the reference entry's rate
+
+
+def step_costs(records, board: Leaderboard, reference: str = "baseline") -> dict[str, dict[str, StepCost]]:
+    """Workload -> entry -> :class:`StepCost`, the rate relative to ``reference``'s."""
+    grouped: dict[str, dict[str, list]] = {}
+    for r in records:
+        grouped.setdefault(r.workload, {}).setdefault(_entry(r.submission, board), []).append(r)
+    out: dict[str, dict[str, StepCost]] = {}
+    for workload, by_entry in sorted(grouped.items()):
+        costs = {}
+        for entry, trials in sorted(by_entry.items()):
+            rates = [
+                (t.steps[-1] - t.steps[0]) / (t.times[-1] - t.times[0])
+                for t in trials
+                if t.steps is not None and len(t.times) > 1 and t.times[-1] > t.times[0]
+            ]
+            first = float(np.median([t.times[0] for t in trials if len(t.times)]))
+            costs[entry] = StepCost(first_eval_s=first, rate=float(np.median(rates)) if rates else None)
+        ref = costs.get(reference)
+        if ref is not None and ref.rate:
+            costs = {e: replace(c, relative_rate=c.rate / ref.rate if c.rate is not None else None)
+                     for e, c in costs.items()}
+        out[workload] = costs
+    return out
 
 
 def agreement(small: dict[str, float], published: dict[str, float]) -> Agreement:
@@ -152,6 +190,7 @@ def validity_report(
         small_intervals={e: tuple(map(float, boot.interval[i])) for i, e in enumerate(entries)},
         published={e: published[e] for e in entries if e in published}, overall=overall,
         n_bootstrap=n_bootstrap, confidence=confidence, hardware=hardware_by_workload(records),
+        costs=step_costs(records, board),
     )
     if len(workloads) > 1:
         for w in workloads:
@@ -162,6 +201,26 @@ def validity_report(
 
 def _interval(iv: tuple[float, float] | None) -> str:
     return f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else ""
+
+
+def _cost_table(report: ValidityReport) -> list[str]:
+    """Per entry and workload: first eval's submission time, and call rate relative to baseline."""
+    workloads = list(report.costs)
+    lines = ["", "Cost per step, median over trials: submission time at the first eval (compilation and the "
+             "first step) / `update_params` calls per second after it, relative to baseline's "
+             "(LAWA entries run several optimizer steps per call).", "",
+             "| entry | " + " | ".join(workloads) + " |", "| --- |" + " --- |" * len(workloads)]
+    for e in sorted(report.entries, key=lambda e: -report.small_scores[e]):
+        cells = []
+        for w in workloads:
+            c = report.costs[w].get(e)
+            if c is None:
+                cells.append("-")
+            else:
+                rel = f"{c.relative_rate:.2f}x" if c.relative_rate is not None else "no 2nd eval"
+                cells.append(f"{c.first_eval_s:.1f} s / {rel}")
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
@@ -190,6 +249,8 @@ def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
         lines += ["", "| small workload alone | Kendall tau | Spearman rho | winner first |", "| --- | --- | --- | --- |"]
         for w, a in report.per_workload.items():
             lines.append(f"| {w} | {a.kendall_tau:.3f} | {a.spearman_rho:.3f} | {'yes' if a.top1 else 'no'} |")
+    if report.costs:
+        lines += _cost_table(report)
     if report.hardware:
         lines += ["", "| small workload | measured on |", "| --- | --- |"]
         for w, kinds in report.hardware.items():
