@@ -3,8 +3,10 @@ numpy Shampoo, blocking, the start / frequency rule, the schedule, and a short r
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import jax
@@ -280,6 +282,46 @@ def test_huge_dims_get_grafting_only():
     h = make_hyperparameters({**points()[0], "grafting_only_min_dim": 3})  # the port's knob
     inner = sub.make_optimizer(h, 100, params).init(params)[0].inner_states
     assert inner["shampoo"].inner_state.factors == ()  # no parameter left to Shampoo
+
+
+def _hlo_computations(text: str) -> list[dict[str, str]]:
+    """Each computation of an HLO module's text as {instruction name: its right-hand side}."""
+    computations, current = [], None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+            current = {}
+        elif line.startswith("}") and current is not None:
+            computations.append(current)
+            current = None
+        elif current is not None and (m := re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (.*)", line)):
+            current[m.group(1)] = m.group(2)
+    return computations
+
+
+def test_batched_eighs_run_one_after_another():
+    # jaxlib's batched CPU eigh blocks an XLA pool worker until the rest of its batch is done
+    # in the same pool: two started side by side on a two-worker pool deadlock (the CLI trial
+    # below hung in CI; gdb: both workers in ParallelBatchMap). XLA's CPU runtime orders its
+    # thunks by the buffers they use, so each eigh's operand must be computed from the previous
+    # eigh's result in the compiled program (an opt-barrier orders nothing there).
+    sub = load_submission(str(FOLDER)).module
+    params = {"w": jnp.ones((3, 6)), "b": jnp.ones((9,)), "c": jnp.ones((40,))}  # w merges to 18: 32, 16, 64
+    optimizer = sub.make_optimizer(make_hyperparameters(points()[0]), 100, params)
+    hlo = jax.jit(optimizer.update).lower(params, optimizer.init(params), params).compile().as_text()
+    (body,) = [c for c in _hlo_computations(hlo) if sum("lapack_ssyevd" in rhs for rhs in c.values()) >= 2]
+    eighs = [name for name, rhs in body.items() if "lapack_ssyevd" in rhs]
+    assert len(eighs) == 3, "expected one batched eigh per padded size"
+
+    def ancestors(name: str, seen: set[str]) -> set[str]:
+        if not re.search(r"\bopt-barrier\(", body[name]):
+            for operand in re.findall(r"%([\w.\-]+)", body[name]):
+                if operand in body and operand not in seen:
+                    seen.add(operand)
+                    ancestors(operand, seen)
+        return seen
+
+    for earlier, later in itertools.pairwise(eighs):
+        assert earlier in ancestors(later, set()), f"{later} may start beside {earlier}"
 
 
 # --- a short real run ----------------------------------------------------------------------

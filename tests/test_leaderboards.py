@@ -178,21 +178,6 @@ def test_publish_keeps_small_files_of_finished_trials_and_a_new_checkout_resumes
     assert seed_from_published(shipped, fresh) == 0  # already there: nothing copied twice
 
 
-def test_campaign_trials_keep_xla_default_eigen_threads_like_its_first_trials(monkeypatch):
-    import subprocess
-    import sys
-
-    import algoperf
-    from algoperf.leaderboards.campaign import campaign_environment
-
-    monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "")  # as in `algoperf leaderboard run` given no XLA_FLAGS
-    probe = [sys.executable, "-c", "import os, algoperf; print(os.environ['XLA_FLAGS'])"]
-    seen = subprocess.run(probe, env=campaign_environment(), capture_output=True, text=True, check=True)
-    assert seen.stdout.split() == ["--xla_cpu_multi_thread_eigen=true"]  # algoperf's =false not added
-    monkeypatch.setattr(algoperf, "USER_XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    assert campaign_environment()["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"  # told: kept
-
-
 def test_resumed_campaign_starts_only_the_unfinished_pairs(tmp_path, monkeypatch):
     from algoperf.leaderboards import campaign
 

@@ -25,10 +25,6 @@ PUBLISHED_JAX = ("baseline", "nadamp", "generalized_adam", "amos", "caspr_adapti
 PORTED = ("shampoo_submission", "schedule_free_adamw", "cyclic_lr", "lawa_ema", "lawa_queue", "schedule_free_prodigy")
 WORKLOADS = ("mnist1d", "ctr", "molgraph", "mri", "speech", "translate", "charlm")
 KEPT_FILES = ("eval_measurements.csv", "hparams.json", "meta_data_0.json", "trial_result.json", "traceback.txt")
-# The campaign's first trials (mnist1d, ctr, half of molgraph) ran under XLA's default
-# multi-threaded Eigen, before algoperf turned it off (docs/differences.md R13). Every trial
-# of one ranking runs under the same conditions, so the campaign keeps that default.
-CAMPAIGN_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=true"
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ def run_campaign(plan: CampaignPlan, say: Callable[[str], None], publish_to: Pat
                 continue
             started = time.monotonic()
             say(f"{time.strftime('%H:%M:%S')} {name} on {workload}")
-            rc = subprocess.call(run_command(plan, name, folder, workload), env=campaign_environment())
+            rc = subprocess.call(run_command(plan, name, folder, workload), env={**os.environ, "COLUMNS": "200"})
             say(f"{name} on {workload}: exit {rc} after {time.monotonic() - started:.0f} s")
             failures += rc != 0
             if publish_to is not None:
@@ -92,16 +88,6 @@ def finished_trials(plan: CampaignPlan, name: str, workload: str) -> int:
     """How many trials of (entry, workload) have finished in ``plan.out`` (with or without study folders)."""
     entry = plan.out / name
     return sum(1 for r in entry.rglob("trial_result.json") if r.parent.parent.name == f"{workload}_jax")
-
-
-def campaign_environment() -> dict[str, str]:
-    """The environment of one `algoperf run` of the campaign: XLA flags as its first trials had."""
-    import algoperf
-
-    flags = algoperf.USER_XLA_FLAGS  # not the Eigen setting algoperf's import adds
-    if algoperf.EIGEN_FLAG not in flags:
-        flags = f"{flags} {CAMPAIGN_XLA_FLAGS}".strip()
-    return {**os.environ, "COLUMNS": "200", "XLA_FLAGS": flags}
 
 
 def seed_from_published(published: Path, out: Path) -> int:

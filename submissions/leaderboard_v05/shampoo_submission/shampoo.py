@@ -74,6 +74,15 @@ def matrix_inverse_root(a: jax.Array, root: float | jax.Array, epsilon: float, p
     return jnp.where(ok, inv, previous)
 
 
+def _after(x: jax.Array, previous: jax.Array) -> jax.Array:
+    """``x`` unchanged, computed only once ``previous`` is: x + 0 * (a finite entry of previous).
+
+    A data dependency XLA keeps (it cannot fold 0 * y for floats); an optimization barrier
+    orders HLO but not the CPU runtime's thunks, which follow buffers.
+    """
+    return x.at[(0,) * x.ndim].add(0.0 * jnp.nan_to_num(previous[(0,) * previous.ndim]))
+
+
 def padded_size(d: int) -> int:
     """The size a d x d factor is padded to for the batched eigh: the next power of two."""
     return 1 << max(d - 1, 0).bit_length()
@@ -209,7 +218,11 @@ def _root_inverses(plan: BlockPlan, factors: tuple, inv_factors: tuple, b2: floa
     """P_i = (F_i / (1 - b2^t) + shift + eps)^(-exponent_multiplier / r) for every block.
 
     To compile few eighs, all factors are padded (``_pad_identity``) to the next power of
-    two and each padded size is decomposed in one batched eigh.
+    two and each padded size is decomposed in one batched eigh. The batched eighs run one
+    after another: on CPU, jaxlib's batched LAPACK call fans its batch out into XLA's
+    intra-op pool and blocks until it is done; two such calls started side by side on a
+    two-worker pool leave no worker for their parts, and the step never ends (gdb showed
+    both workers in ``ParallelBatchMap``).
     """
     bias_correction = 1.0 - b2**step if b2 < 1.0 else 1.0
     entries = []  # (group index, dim index, stack, previous, root)
@@ -218,9 +231,12 @@ def _root_inverses(plan: BlockPlan, factors: tuple, inv_factors: tuple, b2: floa
         for i, (f, p) in enumerate(zip(group_factors, group_invs, strict=True)):
             entries.append((g, i, f / bias_correction, p, root))
     out: dict[tuple[int, int], jax.Array] = {}
+    inv = None
     for size in sorted({padded_size(e[2].shape[-1]) for e in entries}):
         bucket = [e for e in entries if padded_size(e[2].shape[-1]) == size]
         stacked = jnp.concatenate([_pad_identity(e[2], size) for e in bucket])
+        if inv is not None:  # this eigh's input waits for the previous one's result
+            stacked = _after(stacked, inv)
         roots = jnp.concatenate([jnp.full((e[2].shape[0], 1), e[4], jnp.float32) for e in bucket])
         previous = jnp.concatenate([_pad_identity(e[3], size) for e in bucket])
         inv = matrix_inverse_root(stacked, roots, epsilon, previous)

@@ -103,12 +103,7 @@ def init_optimizer_state(
     return optimizer.init(model_params), optimizer.update
 
 
-# No buffer donation here (the other baselines donate): with it, this trial hung in CPU XLA's
-# block_until_ready after step 1 in 3 of 4 fresh-clone test runs on two busy cores, every XLA,
-# Eigen and LLVM worker idle (a lost wakeup, not contention; gdb). The hypothesis under test:
-# a state buffer forwarded unchanged (Shampoo's inverse roots between preconditioning steps)
-# and donated again. It costs one copy of the optimizer state per step.
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
 def train_step(
     workload: spec.Workload,
     opt_update_fn: Any,
