@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from algoperf.runner.metrics_logger import MetricsLogger
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.records import record_setup_failure, trial_meta
 from algoperf.runner.resume import CountingIterator, resume_point, trial_identity
+from algoperf.runner.stall import StallWatch, stall_message, window_from_env
 from algoperf.runner.step_keys import StepKeys
 from algoperf.runner.train_state import TrainState
 from algoperf.runner.trial_log import TrialWriter
@@ -97,30 +101,54 @@ def run_trial(
     serial_host_blas()
     metrics_logger = MetricsLogger()
     workload.attach_metrics_logger(metrics_logger)
+    watch = StallWatch(window_from_env(), lambda idle_s: _record_stall(state, watch, idle_s))
     clock = TrialClock()
     state = _TrialState(config, workload, submission, hyperparameters, batch_size, clock, log, metrics_logger, observer)
     state.preemption_count = preemption_count
     if observer is not None and hasattr(observer, "attach_progress"):
         observer.attach_progress(state.progress)  # optional hook: live step/time for a progress view
     try:
-        state.initialise()
-        if resume_step is not None:
-            state.restore()
-            log.write_meta({**meta, "resume": state.resume_info}, preemption_count=preemption_count)
-        state.train()
+        with watch.watching():
+            state.initialise()
+            if resume_step is not None:
+                state.restore()
+                log.write_meta({**meta, "resume": state.resume_info}, preemption_count=preemption_count)
+            state.train()
     except Exception as e:  # submission code (or its data) failed: a recorded result, not a lost trial
         state.stop_reason = "error" if clock.started else "setup"  # setup: before the clock started
         state.failure = describe_failure(e, submission.path)
     finally:
         state.close()
+    return _record_end(state)
+
+
+def _record_end(state: _TrialState) -> TrialResult:
+    """Write the trial's result (and traceback) and tell the observer."""
     result = state.result()
-    log.append_submission_metrics(metrics_logger.drain())
+    state.log.append_submission_metrics(state.metrics_logger.drain())
     if state.failure is not None:
-        log.write_traceback(state.failure.traceback)
-    log.write_result(result.to_dict())
-    if observer:
-        observer.on_end(result)
+        state.log.write_traceback(state.failure.traceback)
+    state.log.write_result(result.to_dict())
+    if state.observer:
+        state.observer.on_end(result)
     return result
+
+
+def _record_stall(state: _TrialState, watch: StallWatch, idle_s: float) -> None:
+    """Record a stuck trial as failed, with every thread's Python stack.
+
+    Runs on the watch's thread while the trial's thread is blocked inside the runtime; the
+    process ends right after (``algoperf.runner.stall``).
+    """
+    message = stall_message(idle_s, watch.window_s)
+    stacks = "".join(
+        f"Thread {ident}:\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items() if ident != threading.get_ident()  # not the watcher's
+    )
+    state.stop_reason = "stalled"
+    state.failure = TrialFailure(f"DeviceStalled: {message}", None, None, f"DeviceStalled: {message}\n\n{stacks}")
+    print(f"{state.config.path}: {message}", file=sys.stderr, flush=True)
+    _record_end(state)
 
 
 class _TrialState:
