@@ -13,6 +13,7 @@ from algoperf.leaderboards.validity import (
     complete_workloads,
     render_markdown,
     validity_report,
+    workload_agreement,
 )
 from algoperf.scoring.errors import ScoringError
 
@@ -98,6 +99,51 @@ def test_reversed_small_suite_gives_negative_tau_and_workloads_scored_only_where
     assert report.overall.kendall_tau == pytest.approx(-1.0)
     assert not report.overall.top1
     assert "b: ctr" in render_markdown(report)
+
+
+def test_workload_agreement_ranks_misses_last_and_leaves_out_constant_sides():
+    inf = float("inf")
+    small = {"a": {"s1": 10.0, "s2": inf}, "b": {"s1": 20.0, "s2": inf}, "c": {"s1": inf, "s2": inf}}
+    full = {"a": {"f1": 5.0, "f2": 1.0, "f3": 7.0}, "b": {"f1": 7.0, "f2": 1.0, "f3": 5.0},
+            "c": {"f1": inf, "f2": 1.0, "f3": inf}, "only_full": {"f1": 1.0, "f2": 1.0, "f3": 1.0}}
+    wa = workload_agreement(small, full, "full logs")
+    assert wa.entries == ["a", "b", "c"]  # only_full has no small-suite logs: left out
+    assert wa.tau["s1", "f1"] == pytest.approx(1.0)  # a < b < miss on both
+    assert wa.tau["s1", "f3"] == pytest.approx(1 / 3)  # a, b swapped; both before c's miss: 2 of 3 pairs agree
+    assert wa.tau["s2", "f1"] is None and wa.tau["s1", "f2"] is None  # all tied on one side: no order
+    with pytest.raises(ValueError, match="--alias NAME=ENTRY renames them"):
+        workload_agreement(small, {"shampoo": {"f1": 1.0}}, "full logs")
+
+
+def test_validity_compares_each_small_workload_with_each_full_one(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from algoperf.cli import app
+
+    board = make_board(tmp_path, {
+        "a": {"mnist1d": [2, 3], "ctr": [5, 6]},
+        "b": {"mnist1d": [4, 5], "ctr": [2, 3]},
+        "c": {"mnist1d": [6, 7], "ctr": [None, None]},
+    }, {"a": 0.9, "b": 0.5, "c": 0.1}, name="small_suite_v05")
+    monkeypatch.setitem(LEADERBOARDS, "small-suite-v05", board)
+    full = tmp_path / "full"  # full-scale logs of a (as 'alpha') and b; mnist1d stands in for itself here
+    for name, hit in (("alpha", 3), ("b", 6)):
+        write_trial(full / name / "study_0" / "mnist1d_jax" / "trial_1", "mnist1d", hit)
+    runner = CliRunner()
+    result = runner.invoke(app, ["leaderboard", "validity", "--bootstrap", "20", "--full-logs", str(full),
+                                 "--alias", "alpha=a"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "over the 2 entries with full-scale logs (a, b;" in text
+    assert "| a | 3 s |" in text and "| b | 6 s |" in text
+    assert "| ctr (criteo1tb) | -1.00 |" in text  # b beats a on ctr; a is faster at full scale
+    assert "| mnist1d (mnist) | +1.00 |" in text
+    without_alias = runner.invoke(app, ["leaderboard", "validity", "--bootstrap", "20", "--full-logs", str(full)])
+    assert without_alias.exit_code == 2 and "--alias NAME=ENTRY" in " ".join(without_alias.output.split())
+    bad = runner.invoke(app, ["leaderboard", "validity", "--full-logs", str(full), "--alias", "alpha"])
+    assert bad.exit_code == 2 and "give NAME=ENTRY" in " ".join(bad.output.split())
+    missing = runner.invoke(app, ["leaderboard", "validity", "--full-logs", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "no such folder" in " ".join(missing.output.split())
 
 
 def test_score_of_the_shipped_logs_reproduces_the_validity_reports_scores(tmp_path, monkeypatch):

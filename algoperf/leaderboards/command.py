@@ -72,15 +72,27 @@ def validity(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates over trials.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Also write the report (Markdown) to this file.")] = None,
+    full_logs: Annotated[Path | None, typer.Option(help="Full-scale AlgoPerf logs of some entries (a leaderboard tree): compare each small workload's ordering with each full workload's.")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="NAME=ENTRY: a submission of --full-logs is this entry (e.g. shampoo=shampoo_submission); repeatable.")] = None,
 ) -> None:
     """How well the small-suite ranking predicts the published one: Kendall tau, Spearman rho, intervals."""
     from algoperf.leaderboards import get_leaderboard
     from algoperf.leaderboards.validity import render_markdown, validity_report
     from algoperf.scoring.errors import ScoringError
 
+    aliases = {}
+    for item in alias or []:
+        name, sep, entry = item.partition("=")
+        if not sep or not name or not entry:
+            console.print(f"[bold red]error:[/] --alias {item!r}: give NAME=ENTRY, e.g. shampoo=shampoo_submission")
+            raise typer.Exit(2)
+        aliases[name] = entry
+    if full_logs is not None and not full_logs.is_dir():
+        console.print(f"[bold red]error:[/] --full-logs {full_logs}: no such folder (a tree of <submission>/study_<k>/<workload>_jax/trial_<n>/)")
+        raise typer.Exit(2)
     try:
         board = get_leaderboard(leaderboard)
-        report = validity_report(board, n_bootstrap=bootstrap, seed=seed)
+        report = validity_report(board, n_bootstrap=bootstrap, seed=seed, full_logs=full_logs, aliases=aliases)
     except (ScoringError, ValueError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from e

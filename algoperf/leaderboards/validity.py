@@ -13,6 +13,10 @@ AlgoPerf v0.6's rules; our registry's small-suite targets). Against the publishe
   percentile interval says how much of the agreement is luck of the trials we ran;
 * per small workload: the ranking that workload alone gives (its time-to-target profile
   score) against the published ranking, to see which workloads carry the agreement;
+* per small workload and full-scale workload (given full-scale logs of some entries, e.g.
+  AlgoPerf's published per-workload logs): Kendall tau between the entries' times to target
+  on the one and on the other (median over studies; a miss ties with every miss, after every
+  time), over the entries both have; "which small workload agrees with which full one";
 * per entry and workload, the cost profile that explains much of a disagreement: the
   first eval's submission time (compilation and the first step, charged as on AlgoPerf) and
   the rate of ``update_params`` calls per second of submission time between the first and
@@ -66,6 +70,18 @@ class ValidityReport:
     confidence: float = 0.95
     hardware: dict[str, list[str]] = field(default_factory=dict)  # workload -> machines its trials ran on
     costs: dict[str, dict[str, StepCost]] = field(default_factory=dict)  # workload -> entry -> cost
+    small_times: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> workload -> time
+    by_workload: WorkloadAgreement | None = None
+
+
+@dataclass
+class WorkloadAgreement:
+    """Small workload x full-scale workload: do the entries' times order alike on both?"""
+
+    source: str  # the full-scale logs
+    entries: list[str]  # the entries in both
+    full_times: dict[str, dict[str, float]]  # entry -> full workload -> time (inf: a miss)
+    tau: dict[tuple[str, str], float | None]  # (small, full) -> Kendall tau-b; None: no order on one side
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,60 @@ def agreement(small: dict[str, float], published: dict[str, float]) -> Agreement
     return Agreement(n=len(names), kendall_tau=_num(tau), spearman_rho=_num(rho), top1=top1)
 
 
+def workload_times(result, board: Leaderboard | None = None) -> dict[str, dict[str, float]]:
+    """Entry -> workload -> time to target (median over studies; inf: a miss) of a ScoreResult."""
+    names = [_entry(s, board) if board else s for s in result.table.submissions]
+    workloads = list(result.table.workloads)[: result.raw_times.shape[1]]
+    return {e: {w: float(t) for w, t in zip(workloads, row, strict=True)}
+            for e, row in zip(names, result.raw_times, strict=True)}
+
+
+def full_scale_times(logs: Path, aliases: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Entry -> full workload -> time to target, from a full-scale log tree scored by its own rules.
+
+    ``aliases`` renames the tree's submissions to the board's entries (``shampoo`` ->
+    ``shampoo_submission``).
+    """
+    from algoperf.scoring.options import ScoreRequest, Warnings
+    from algoperf.scoring.pipeline import score_sources
+
+    scored = score_sources(ScoreRequest(logs=[str(logs)], n_bootstrap=0), Warnings())
+    if not scored.reports:
+        raise ValueError(f"{logs}: no trial logs to score")
+    times = workload_times(scored.reports[0].result)
+    return {(aliases or {}).get(name, name): t for name, t in times.items()}
+
+
+def workload_agreement(small: dict[str, dict[str, float]], full: dict[str, dict[str, float]],
+                       source: str) -> WorkloadAgreement:
+    """Kendall tau-b per (small workload, full workload) over the entries in both.
+
+    A miss is inf: it ties with every other miss and comes after every time. Where every
+    entry ties on one side (all missed, say) the pair has no order to agree with: None.
+    """
+    entries = sorted(set(small) & set(full))
+    if len(entries) < 2:
+        raise ValueError(f"{source}: needs at least 2 of the leaderboard's entries, found {entries or 'none'} "
+                         f"(its submissions: {', '.join(sorted(full))}; --alias NAME=ENTRY renames them)")
+    small_w = sorted(set.intersection(*(set(small[e]) for e in entries)))
+    full_w = sorted(set.intersection(*(set(full[e]) for e in entries)))
+    tau: dict[tuple[str, str], float | None] = {}
+    for sw in small_w:
+        a = np.array([small[e][sw] for e in entries])
+        for fw in full_w:
+            b = np.array([full[e][fw] for e in entries])
+            tau[sw, fw] = _ordered_tau(a, b)
+    return WorkloadAgreement(source=source, entries=entries, full_times={e: full[e] for e in entries}, tau=tau)
+
+
+def _ordered_tau(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Kendall tau-b of two time vectors, misses (inf) ranked last and tied; None if one side is constant."""
+    ra, rb = stats.rankdata(np.where(np.isfinite(a), a, np.inf)), stats.rankdata(np.where(np.isfinite(b), b, np.inf))
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return None
+    return float(stats.kendalltau(ra, rb).statistic)
+
+
 def _num(x: float) -> float:
     return float(x) if np.isfinite(x) else 0.0  # constant scores: no rank information
 
@@ -153,9 +223,11 @@ def hardware_by_workload(records) -> dict[str, list[str]]:
 
 
 def validity_report(
-    board: Leaderboard, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
+    board: Leaderboard, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95,
+    full_logs: Path | None = None, aliases: dict[str, str] | None = None,
 ) -> ValidityReport:
-    """Score the shipped logs and compare their ranking with the published one."""
+    """Score the shipped logs and compare their ranking with the published one (and, given
+    ``full_logs``, each small workload's ordering with each full-scale workload's)."""
     records = reference_records(board)
     workloads, missing = complete_workloads(records, board)
     if not workloads:
@@ -190,8 +262,11 @@ def validity_report(
         small_intervals={e: tuple(map(float, boot.interval[i])) for i, e in enumerate(entries)},
         published={e: published[e] for e in entries if e in published}, overall=overall,
         n_bootstrap=n_bootstrap, confidence=confidence, hardware=hardware_by_workload(records),
-        costs=step_costs(records, board),
+        costs=step_costs(records, board), small_times=workload_times(result, board),
     )
+    if full_logs is not None:
+        full = full_scale_times(Path(full_logs), aliases)
+        report.by_workload = workload_agreement(report.small_times, full, str(full_logs))
     if len(workloads) > 1:
         for w in workloads:
             one, names = scored([w])
@@ -223,6 +298,42 @@ def _cost_table(report: ValidityReport) -> list[str]:
     return lines
 
 
+def _time(t: float) -> str:
+    return f"{t:.0f} s" if np.isfinite(t) else "miss"
+
+
+def _workload_table(wa: WorkloadAgreement) -> list[str]:
+    """Small workload x full workload: Kendall tau of the entries' times (n entries)."""
+    full_w = sorted({fw for _, fw in wa.tau})
+    small_w = sorted({sw for sw, _ in wa.tau})
+    lines = ["", f"Which small workload orders the entries as which full-scale workload does: Kendall tau "
+             f"of times to target over the {len(wa.entries)} entries with full-scale logs "
+             f"({', '.join(wa.entries)}; {wa.source}). '-': every entry tied on one side (e.g. all missed).", "",
+             "| full-scale time to target | " + " | ".join(full_w) + " |", "| --- |" + " --- |" * len(full_w)]
+    for e in wa.entries:
+        lines.append(f"| {e} | " + " | ".join(_time(wa.full_times[e][fw]) for fw in full_w) + " |")
+    lines += ["", "| small workload (the one it stands in for in bold) | " + " | ".join(full_w) + " |",
+              "| --- |" + " --- |" * len(full_w)]
+    for sw in small_w:
+        counterpart = _reference_workload(sw)
+        cells = []
+        for fw in full_w:
+            cell = "-" if wa.tau[sw, fw] is None else f"{wa.tau[sw, fw]:+.2f}"
+            cells.append(f"**{cell}**" if fw == counterpart else cell)
+        lines.append(f"| {sw} ({counterpart or 'none'}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _reference_workload(name: str) -> str | None:
+    """The AlgoPerf workload a small-suite workload stands in for (its class says)."""
+    from algoperf import registry
+
+    try:
+        return registry.get_workload_class(name).reference_workload
+    except Exception:  # noqa: BLE001 - a workload not installed here: no counterpart shown
+        return None
+
+
 def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
     """The report as a Markdown section (docs/validity.md embeds it)."""
     o = report.overall
@@ -249,6 +360,8 @@ def render_markdown(report: ValidityReport, proxy: dict | None = None) -> str:
         lines += ["", "| small workload alone | Kendall tau | Spearman rho | winner first |", "| --- | --- | --- | --- |"]
         for w, a in report.per_workload.items():
             lines.append(f"| {w} | {a.kendall_tau:.3f} | {a.spearman_rho:.3f} | {'yes' if a.top1 else 'no'} |")
+    if report.by_workload is not None:
+        lines += _workload_table(report.by_workload)
     if report.costs:
         lines += _cost_table(report)
     if report.hardware:
