@@ -102,6 +102,9 @@ def test_the_watch_thread_ends_with_its_block_and_zero_turns_it_off():
 def test_window_from_env(monkeypatch):
     monkeypatch.delenv("ALGOPERF_STALL_SECONDS", raising=False)
     assert window_from_env() == 300.0
+    assert window_from_env("gpu") == 0.0  # the host may idle in long waits for a device: only when asked
+    monkeypatch.setenv("ALGOPERF_STALL_SECONDS", "600")
+    assert window_from_env("gpu") == 600.0
     monkeypatch.setenv("ALGOPERF_STALL_SECONDS", "0")
     assert window_from_env() == 0.0
     monkeypatch.setenv("ALGOPERF_STALL_SECONDS", "five")

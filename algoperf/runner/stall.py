@@ -10,7 +10,8 @@ by less than ``IDLE_SHARE`` of a wall-clock window of ``window_s`` seconds, the 
 ends the process with ``EXIT_CODE``: stuck native threads cannot be stopped, and a retry
 under Ray finds the recorded result and does not run the trial again.
 
-The window is ``ALGOPERF_STALL_SECONDS`` (default 300; 0 turns the watch off). A nice-19
+The window is ``ALGOPERF_STALL_SECONDS`` (default 300 on CPU, off on accelerators; 0 turns
+the watch off). A nice-19
 process beside busy cores still gets about 1.5% of a core, far above ``IDLE_SHARE``; a
 process that was suspended (SIGSTOP, a paused VM) is not judged across the pause.
 """
@@ -28,11 +29,15 @@ IDLE_SHARE = 0.002  # CPU seconds per wall-clock second below which the process 
 EXIT_CODE = 75
 
 
-def window_from_env() -> float:
-    """``ALGOPERF_STALL_SECONDS`` in seconds (0: no watch)."""
+def window_from_env(platform: str = "cpu") -> float:
+    """``ALGOPERF_STALL_SECONDS`` in seconds (0: no watch); unset: 300 s on CPU, off on accelerators.
+
+    On a GPU or TPU the host may legitimately sit idle in a long wait while the device works
+    through queued steps, so there the watch runs only when asked for.
+    """
     text = os.environ.get("ALGOPERF_STALL_SECONDS", "").strip()
     if not text:
-        return DEFAULT_WINDOW_S
+        return DEFAULT_WINDOW_S if platform == "cpu" else 0.0
     try:
         value = float(text)
     except ValueError:

@@ -101,7 +101,7 @@ def run_trial(
     serial_host_blas()
     metrics_logger = MetricsLogger()
     workload.attach_metrics_logger(metrics_logger)
-    watch = StallWatch(window_from_env(), lambda idle_s: _record_stall(state, watch, idle_s))
+    watch = StallWatch(window_from_env(jax.default_backend()), lambda idle_s: _record_stall(state, watch, idle_s))
     clock = TrialClock()
     state = _TrialState(config, workload, submission, hyperparameters, batch_size, clock, log, metrics_logger, observer)
     state.preemption_count = preemption_count
