@@ -1,5 +1,5 @@
-"""What a trial writes about itself besides its evals: its meta data, and the record of a
-trial that could not start."""
+"""What a trial writes about itself besides its evals: its meta data, its result, and the
+record of a trial that could not start."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from algoperf import hardware
-from algoperf.runner.failure import describe_failure
+from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.observers import TrialObserver
 from algoperf.runner.trial_log import TrialWriter
 from algoperf.runner.types import FAILED, TrialConfig, TrialResult
@@ -54,7 +54,16 @@ def record_setup_failure(
         best_validation=None, trial_dir=str(config.path), workload=config.workload, submission=submission.name,
         seed=config.seed, error=failure.details(), error_summary=failure.summary(),
     )
-    log.write_traceback(failure.traceback)
+    return record_result(result, log, observer, failure)
+
+
+def record_result(result: TrialResult, log: TrialWriter, observer: TrialObserver | None,
+                  failure: TrialFailure | None, submission_metrics: list | None = None) -> TrialResult:
+    """Write a finished trial's result (its submission's logged scalars, its traceback) and tell the observer."""
+    if submission_metrics is not None:
+        log.append_submission_metrics(submission_metrics)
+    if failure is not None:
+        log.write_traceback(failure.traceback)
     log.write_result(result.to_dict())
     if observer:
         observer.on_end(result)

@@ -19,10 +19,14 @@ process that was suspended (SIGSTOP, a paused VM) is not judged across the pause
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from algoperf.runner.failure import TrialFailure
 
 DEFAULT_WINDOW_S = 300.0
 IDLE_SHARE = 0.002  # CPU seconds per wall-clock second below which the process counts as stuck
@@ -114,3 +118,13 @@ def stall_message(idle_s: float, window_s: float) -> str:
             f"{window_s:.0f} s, ALGOPERF_STALL_SECONDS): a deadlock in the runtime, not a slow step. On CPU a "
             "known cause is independent batched linear algebra (eigh, svd, ...) run side by side; see "
             "docs/submissions.md, or pin the trial to one core (--hardware cpu:1)")
+
+
+def stall_failure(idle_s: float, window_s: float) -> TrialFailure:
+    """The failure a stalled trial records: the message, then every other thread's Python stack."""
+    message = stall_message(idle_s, window_s)
+    stacks = "".join(
+        f"Thread {ident}:\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items() if ident != threading.get_ident()  # not the watcher's
+    )
+    return TrialFailure(f"DeviceStalled: {message}", None, None, f"DeviceStalled: {message}\n\n{stacks}")

@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import threading
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +43,9 @@ from algoperf.runner.eval_errors import EvalErrors
 from algoperf.runner.failure import TrialFailure, describe_failure
 from algoperf.runner.metrics_logger import MetricsLogger
 from algoperf.runner.observers import TrialObserver
-from algoperf.runner.records import record_setup_failure, trial_meta
+from algoperf.runner.records import record_result, record_setup_failure, trial_meta
 from algoperf.runner.resume import CountingIterator, resume_point, trial_identity
-from algoperf.runner.stall import StallWatch, stall_message, window_from_env
+from algoperf.runner.stall import StallWatch, stall_failure, stall_message, window_from_env
 from algoperf.runner.step_keys import StepKeys
 from algoperf.runner.train_state import TrainState
 from algoperf.runner.trial_log import TrialWriter
@@ -119,36 +117,14 @@ def run_trial(
         state.failure = describe_failure(e, submission.path)
     finally:
         state.close()
-    return _record_end(state)
-
-
-def _record_end(state: _TrialState) -> TrialResult:
-    """Write the trial's result (and traceback) and tell the observer."""
-    result = state.result()
-    state.log.append_submission_metrics(state.metrics_logger.drain())
-    if state.failure is not None:
-        state.log.write_traceback(state.failure.traceback)
-    state.log.write_result(result.to_dict())
-    if state.observer:
-        state.observer.on_end(result)
-    return result
+    return record_result(state.result(), log, observer, state.failure, metrics_logger.drain())
 
 
 def _record_stall(state: _TrialState, watch: StallWatch, idle_s: float) -> None:
-    """Record a stuck trial as failed, with every thread's Python stack.
-
-    Runs on the watch's thread while the trial's thread is blocked inside the runtime; the
-    process ends right after (``algoperf.runner.stall``).
-    """
-    message = stall_message(idle_s, watch.window_s)
-    stacks = "".join(
-        f"Thread {ident}:\n" + "".join(traceback.format_stack(frame))
-        for ident, frame in sys._current_frames().items() if ident != threading.get_ident()  # not the watcher's
-    )
-    state.stop_reason = "stalled"
-    state.failure = TrialFailure(f"DeviceStalled: {message}", None, None, f"DeviceStalled: {message}\n\n{stacks}")
-    print(f"{state.config.path}: {message}", file=sys.stderr, flush=True)
-    _record_end(state)
+    """Record a stuck trial as failed; runs on the watch's thread, the process ends right after."""
+    state.stop_reason, state.failure = "stalled", stall_failure(idle_s, watch.window_s)
+    print(f"{state.config.path}: {stall_message(idle_s, watch.window_s)}", file=sys.stderr, flush=True)
+    record_result(state.result(), state.log, state.observer, state.failure, state.metrics_logger.drain())
 
 
 class _TrialState:
