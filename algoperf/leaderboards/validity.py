@@ -131,12 +131,11 @@ def agreement(small: dict[str, float], published: dict[str, float]) -> Agreement
     return Agreement(n=len(names), kendall_tau=_num(tau), spearman_rho=_num(rho), top1=top1)
 
 
-def workload_times(result, board: Leaderboard | None = None) -> dict[str, dict[str, float]]:
-    """Entry -> workload -> time to target (median over studies; inf: a miss) of a ScoreResult."""
-    names = [_entry(s, board) if board else s for s in result.table.submissions]
-    workloads = list(result.table.workloads)[: result.raw_times.shape[1]]
-    return {e: {w: float(t) for w, t in zip(workloads, row, strict=True)}
-            for e, row in zip(names, result.raw_times, strict=True)}
+def median_times(result, board: Leaderboard | None = None) -> dict[str, dict[str, float]]:
+    """Entry -> base workload -> time to target of a ScoreResult: median over studies, inf for a
+    miss (the JSON report's ``median_times``)."""
+    names = [_entry(s, board) if board else s for s in result.submissions]
+    return {e: {w: float(result.raw_times[i, j]) for j, w in enumerate(result.workloads)} for i, e in enumerate(names)}
 
 
 def full_scale_times(logs: Path, aliases: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
@@ -151,7 +150,7 @@ def full_scale_times(logs: Path, aliases: dict[str, str] | None = None) -> dict[
     scored = score_sources(ScoreRequest(logs=[str(logs)], n_bootstrap=0), Warnings())
     if not scored.reports:
         raise ValueError(f"{logs}: no trial logs to score")
-    times = workload_times(scored.reports[0].result)
+    times = median_times(scored.reports[0].result)
     return {(aliases or {}).get(name, name): t for name, t in times.items()}
 
 
@@ -262,7 +261,7 @@ def validity_report(
         small_intervals={e: tuple(map(float, boot.interval[i])) for i, e in enumerate(entries)},
         published={e: published[e] for e in entries if e in published}, overall=overall,
         n_bootstrap=n_bootstrap, confidence=confidence, hardware=hardware_by_workload(records),
-        costs=step_costs(records, board), small_times=workload_times(result, board),
+        costs=step_costs(records, board), small_times=median_times(result, board),
     )
     if full_logs is not None:
         full = full_scale_times(Path(full_logs), aliases)
