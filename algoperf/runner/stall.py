@@ -11,9 +11,8 @@ ends the process with ``EXIT_CODE``: stuck native threads cannot be stopped, and
 under Ray finds the recorded result and does not run the trial again.
 
 The window is ``ALGOPERF_STALL_SECONDS`` (default 300 on CPU, off on accelerators; 0 turns
-the watch off). A nice-19
-process beside busy cores still gets about 1.5% of a core, far above ``IDLE_SHARE``; a
-process that was suspended (SIGSTOP, a paused VM) is not judged across the pause.
+the watch off). A nice-19 process beside busy cores still gets about 1.5% of a core, far above
+``IDLE_SHARE``; a process that was suspended (SIGSTOP, a paused VM) is not judged across the pause.
 """
 
 from __future__ import annotations
